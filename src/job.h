@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "conf.h"
 #include "req.h"
@@ -21,6 +22,11 @@ enum path_result {
 	PATH_SKIPPED
 };
 
+/* job->stop values */
+#define JOB_STOP_GONE		1	/* the client left */
+#define JOB_STOP_DEADLINE	2	/* request_timeout passed */
+#define JOB_STOP_SHUTDOWN	3	/* the worker drains and its grace ran out */
+
 enum answer_state {
 	ANSWER_PENDING,		/* the agent path may still produce one */
 	ANSWER_NONE,		/* this route speaks nothing more */
@@ -32,7 +38,7 @@ struct job {
 	struct req		*req;
 	struct sse		*sse;
 	long long		 started_ms;	/* monotonic */
-	/* set when the client left, the deadline passed or the worker drains */
+	/* why the paths must stop: 0 not, else a JOB_STOP_* value */
 	atomic_int		 stop;
 	/* set by the agent path once it knows the route (-1 until then) */
 	atomic_int		 route;
@@ -54,8 +60,36 @@ void	 job_set_answer(struct job *, const char *answer);
 char	*job_wait_answer(struct job *, long timeout_ms);
 int	 job_stopped(const struct job *);
 
-/* The two paths; each returns its result in job->{voice,agent}_result. */
+/*
+ * The two paths; each leaves its result in job->{voice,agent}_result.
+ * voice_path is not started when the request says "voice": false
+ * (voice_result is then PATH_SKIPPED).
+ */
 void	*voice_path(void *job);
 void	*agent_path(void *job);
 
 #endif
+
+struct conn;
+
+/* What a finished stream reports for the access log. */
+struct job_outcome {
+	const char	*status;	/* ok, partial, error */
+	int		 client_gone;
+	long long	 elapsed_ms;
+	long long	 bytes;
+	uint64_t	 events;
+};
+
+/* Set by the worker when it drains; then streams get drain_deadline_ms. */
+extern atomic_int	 job_draining;
+extern atomic_llong	 job_drain_deadline_ms;	/* monotonic */
+
+/*
+ * Run one accepted stream on the calling (acceptor) thread: the response
+ * headers are already sent. Sends streaming_started, runs the paths,
+ * watches the client, the heartbeat and the deadline, and always ends
+ * with stream_complete (unless the client is gone).
+ */
+void	 job_run(const struct conf *, struct conn *, struct req *,
+	    const char *request_id, struct job_outcome *);

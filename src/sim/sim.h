@@ -30,8 +30,11 @@ struct sim_stats {
 
 extern struct sim_stats sim_stats;
 
-/* Each starts its own thread(s) and returns 0, or -1 with a message on stderr. */
-int	 sim_http_start(const struct sim_opts *);
-int	 sim_unmute_start(const struct sim_opts *);
+/*
+ * Each binds (port 0: an ephemeral port, written back into opts), starts
+ * its own thread(s) and returns 0, or -1 with a message on stderr.
+ */
+int	 sim_http_start(struct sim_opts *);
+int	 sim_unmute_start(struct sim_opts *);
 
 #endif
