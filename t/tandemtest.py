@@ -442,3 +442,57 @@ def check_framing(res):
     if any(e.get("request_id") != rid for e in res.events):
         probs.append("request_id differs from X-Request-Id")
     return probs
+
+
+class BlackHole:
+    """A TCP server on loopback that accepts connections and never answers;
+    counts the connections still open (a peer that closes is noticed)."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(128)
+        self.port = self.srv.getsockname()[1]
+        self.conns = []
+        self.lock = threading.Lock()
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+            threading.Thread(target=self._hold, args=(c,), daemon=True).start()
+
+    def _hold(self, c):
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        with self.lock:
+            if c in self.conns:
+                self.conns.remove(c)
+        c.close()
+
+    def open(self):
+        with self.lock:
+            return len(self.conns)
+
+    def url(self, path="/v1"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def close(self):
+        self.running = False
+        self.srv.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""The process model (SPEC.md §5): a client that leaves frees its worker
+thread within 1 s; SIGTERM with streams in flight ends them with
+stream_complete; a worker killed with SIGKILL is respawned; max_requests
+recycling; SIGHUP reload; SIGUSR1 log reopen."""
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+from tandemtest import BlackHole, Stack, check_framing, parse_sse_into, Result, tap
+
+hole = BlackHole()
+HOLD = {"llm.base_url": hole.url(), "llm.first_token_timeout": "60s", "llm.connect_timeout": "2s",
+        "unmute.url": "ws://127.0.0.1:%d/v1/realtime" % hole.port, "unmute.connect_timeout": "30s"}
+
+
+def wait(pred, timeout):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return time.time() - t0
+        time.sleep(0.02)
+    return None
+
+
+with Stack(sim=False, conf=dict(HOLD, drain_timeout="1s"), processes=2, threads=8) as s:
+    # A client that disconnects mid-stream frees its worker thread within 1 s.
+    base = s.status()["client_disconnects"]
+    seen = s.abort_stream({"message": "leave early", "voice": True}, after_event="streaming_started")
+    tap.ok(seen.events and seen.events[0]["type"] == "streaming_started", "stream started before leaving")
+    dt = wait(lambda: s.status()["active_streams"] == 0, 3)
+    tap.ok(dt is not None and dt < 1.0, "worker freed after the client left (%s s)" % (dt and round(dt, 3)))
+    tap.ok(s.status()["client_disconnects"] == base + 1, "disconnect counted in status")
+    dt = wait(lambda: hole.open() == 0, 3)
+    tap.ok(dt is not None and dt < 1.0, "upstream connections closed after the client left (%s s)" % (dt and round(dt, 3)))
+
+    # SIGTERM with streams in flight: each ends with stream_complete.
+    results = [None] * 3
+
+    def run(i):
+        r = Result()
+        c, resp = s.open_stream({"message": "in flight %d" % i, "voice": False})
+        buf = b""
+        while True:
+            b = resp.read1(65536)
+            if not b:
+                break
+            buf += b
+        parse_sse_into(r, buf.decode())
+        r.headers = {k.lower(): v for k, v in resp.getheaders()}
+        results[i] = r
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+    wait(lambda: s.status()["active_streams"] == 3, 5)
+    tandem = s.procs["tandem"]
+    t0 = time.time()
+    tandem.send_signal(signal.SIGTERM)
+    for t in ts:
+        t.join(15)
+    ended = time.time() - t0
+    good = sum(1 for r in results if r and r.events and r.events[-1]["type"] == "stream_complete"
+               and not check_framing(r))
+    tap.is_(good, 3, "SIGTERM: all 3 streams in flight end with stream_complete")
+    tap.ok(ended < 5, "streams ended within drain_timeout + grace (%.2f s)" % ended)
+    try:
+        rc = tandem.wait(10)
+    except Exception:
+        rc = None
+    tap.is_(rc, 0, "master exits 0 after draining")
+
+with Stack(sim=False, processes=2, threads=4) as s:
+    # A worker killed with SIGKILL is respawned and the pool keeps serving.
+    pids = s.tandem_pids()
+    tap.is_(len(pids), 2, "two workers")
+    os.kill(pids[0], signal.SIGKILL)
+    dt = wait(lambda: len(s.tandem_pids()) == 2 and pids[0] not in s.tandem_pids(), 5)
+    tap.ok(dt is not None, "killed worker respawned (%s s)" % (dt and round(dt, 2)))
+    tap.ok(s.status()["respawned_processes"] >= 1, "respawn counted in status")
+    ok = sum(1 for i in range(10) if s.stream({"message": "after kill %d" % i, "voice": False}).status == 200)
+    tap.is_(ok, 10, "pool keeps serving after the kill")
+
+    # SIGUSR1 reopens the log file.
+    logp = os.path.join(s.dir, "tandem.log")
+    os.rename(logp, logp + ".1")
+    s.procs["tandem"].send_signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    s.stream({"message": "after rotate", "voice": False})
+    tap.ok(wait(lambda: os.path.exists(logp) and "POST /api/agent/stream" in open(logp).read(), 3) is not None,
+           "SIGUSR1: log reopened at its path")
+
+    # SIGHUP reloads the configuration (max_streams changes).
+    conf = open(s.conf_path).read().splitlines()
+    conf.insert(0, "max_streams = 7")
+    with open(s.conf_path, "w") as f:
+        f.write("\n".join(conf) + "\n")
+    s.procs["tandem"].send_signal(signal.SIGHUP)
+    dt = wait(lambda: s.status()["max_streams"] == 7 and len(s.tandem_pids()) == 2, 8)
+    tap.ok(dt is not None, "SIGHUP: new configuration in effect, workers replaced")
+    # A broken config on reload is refused and the pool keeps the old one.
+    with open(s.conf_path, "a") as f:
+        f.write("bogus_key = 1\n")
+    s.procs["tandem"].send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    tap.is_(s.stream({"message": "still fine", "voice": False}).status, 200, "bad reload refused, pool serves")
+    tap.ok("reload refused" in open(logp).read(), "bad reload logged")
+
+# max_requests: a worker is recycled after serving that many requests.
+with Stack(sim=False, processes=1, threads=2, conf={"max_requests": 3}) as s:
+    pid0 = s.tandem_pids()
+    codes = [s.request("GET", "/api/agent/health")[0] for _ in range(8)]
+    tap.ok(all(c == 200 for c in codes), "every request served across recycling", codes)
+    pid1 = s.tandem_pids()
+    tap.ok(pid0 != pid1, "worker recycled after max_requests", (pid0, pid1))
+    tap.is_(s.status()["respawned_processes"], 0, "recycling is not counted as a crash")
+
+hole.close()
+tap.done()
