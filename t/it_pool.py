@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from tandemtest import BlackHole, Stack, check_framing, parse_sse_into, Result, tap
+from tandemtest import BlackHole, Result, Stack, check_framing, free_port, parse_sse_into, tap
 
 hole = BlackHole()
 HOLD = {"llm.base_url": hole.url(), "llm.first_token_timeout": "60s", "llm.connect_timeout": "2s",
@@ -116,6 +116,22 @@ with Stack(sim=False, processes=1, threads=2, conf={"max_requests": 3}) as s:
     pid1 = s.tandem_pids()
     tap.ok(pid0 != pid1, "worker recycled after max_requests", (pid0, pid1))
     tap.is_(s.status()["respawned_processes"], 0, "recycling is not counted as a crash")
+
+# Several tandem hosts behind one nginx upstream: failover when one is down.
+port2 = free_port()
+other = Stack(sim=False, listen="127.0.0.1:%d" % port2, start=False)
+other.write_conf()
+other.start_tandem()
+time.sleep(0.3)
+with Stack(sim=False, upstream_extra="server 127.0.0.1:%d;" % port2) as s:
+    codes = [s.stream({"message": "spread %d" % i, "voice": False}).status for i in range(6)]
+    tap.ok(all(c == 200 for c in codes), "two hosts serve", codes)
+    s.procs["tandem"].terminate()
+    s.procs["tandem"].wait(10)
+    res = [s.stream({"message": "failover %d" % i, "voice": False}) for i in range(6)]
+    tap.ok(all(r.status == 200 and not check_framing(r) for r in res),
+           "fastcgi_next_upstream: every stream served by the host still up", [r.status for r in res])
+other.stop()
 
 hole.close()
 tap.done()

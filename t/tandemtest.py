@@ -138,7 +138,7 @@ def parse_sse_into(res, text):
 
 class Stack:
     def __init__(self, conf=None, env=None, sim=True, sim_args=None, processes=2,
-                 threads=16, nginx_extra="", start=True, listen=None):
+                 threads=16, nginx_extra="", start=True, listen=None, upstream_extra=""):
         self.conf = conf or {}
         self.env = env or {}
         self.want_sim = sim
@@ -147,6 +147,7 @@ class Stack:
         self.threads = threads
         self.nginx_extra = nginx_extra
         self.listen = listen
+        self.upstream_extra = upstream_extra
         self.dir = tempfile.mkdtemp(prefix="tandem-test-")
         # nginx workers run as an unprivileged user when started as root.
         os.chmod(self.dir, 0o755)
@@ -259,7 +260,7 @@ http {
     proxy_temp_path %(d)s/proxy_temp;
     uwsgi_temp_path %(d)s/uwsgi_temp;
     scgi_temp_path %(d)s/scgi_temp;
-    upstream tandem { server %(up)s; }
+    upstream tandem { server %(up)s; %(upx)s }
     server {
         listen 127.0.0.1:%(port)d;
         server_name localhost;
@@ -267,7 +268,8 @@ http {
         include %(src)s/nginx/tandem-locations.conf;
     }
 }
-""" % {"d": self.dir, "port": self.port, "up": upstream, "src": SRCDIR, "extra": self.nginx_extra}
+""" % {"d": self.dir, "port": self.port, "up": upstream, "src": SRCDIR, "extra": self.nginx_extra,
+               "upx": self.upstream_extra}
 
     def start_nginx(self):
         for attempt in range(5):
