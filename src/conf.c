@@ -360,21 +360,21 @@ trim(char *s)
 static const char *
 unquote(char *v)
 {
-	size_t	 n = strlen(v);
 	char	*o = v, *p;
 
-	if (n < 2 || v[0] != '"')
+	if (v[0] != '"')
 		return NULL;
-	if (v[n - 1] != '"')
-		return "unterminated quoted value";
-	v[n - 1] = '\0';
-	for (p = v + 1; *p != '\0'; p++) {
+	for (p = v + 1; *p != '\0' && *p != '"'; p++) {
 		if (*p == '\\' && p[1] != '\0') {
 			p++;
 			*o++ = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
 		} else
 			*o++ = *p;
 	}
+	if (*p != '"')
+		return "unterminated quoted value";
+	if (p[1] != '\0')
+		return "text after the closing quote";
 	*o = '\0';
 	return NULL;
 }
