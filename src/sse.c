@@ -9,6 +9,9 @@
 #include "conn.h"
 #include "sse.h"
 
+/* Queued bytes beyond which an emitting path waits for the writer. */
+#define SSE_PENDING_MAX	(1024 * 1024)
+
 static const char *const path_names[] = {
 	[SSE_PATH_STREAM] = "stream",
 	[SSE_PATH_VOICE] = "voice",
@@ -111,39 +114,54 @@ pending_add(struct sse *s, const char *p, size_t n)
 
 /*
  * Write out whatever is pending, in one flush. Whoever holds wlock
- * writes for everyone: events queued meanwhile by the other path go out
- * in the same write.
+ * writes for everyone: a thread that finds it taken leaves its events to
+ * the holder, which looks at the queue again after letting go, so no
+ * event is stranded and no path waits on another's slow write — unless
+ * the queue has grown past SSE_PENDING_MAX, where waiting is the
+ * back-pressure a slow client must exert.
  */
 static int
 sse_drain(struct sse *s)
 {
 	char	*buf;
 	size_t	 len;
-	int	 rc = 0;
+	int	 more;
 
-	pthread_mutex_lock(&s->wlock);
 	for (;;) {
-		pthread_mutex_lock(&s->qlock);
-		buf = s->pending;
-		len = s->plen;
-		s->pending = NULL;
-		s->plen = s->pcap = 0;
-		pthread_mutex_unlock(&s->qlock);
-		if (len == 0) {
+		if (pthread_mutex_trylock(&s->wlock) != 0) {
+			pthread_mutex_lock(&s->qlock);
+			more = s->plen > SSE_PENDING_MAX;
+			pthread_mutex_unlock(&s->qlock);
+			if (!more)
+				break;
+			pthread_mutex_lock(&s->wlock);
+		}
+		for (;;) {
+			pthread_mutex_lock(&s->qlock);
+			buf = s->pending;
+			len = s->plen;
+			s->pending = NULL;
+			s->plen = s->pcap = 0;
+			pthread_mutex_unlock(&s->qlock);
+			if (len == 0)
+				break;
+			if (!atomic_load(&s->gone) &&
+			    conn_write(s->conn, buf, len) == -1)
+				atomic_store(&s->gone, 1);
+			else if (!atomic_load(&s->gone)) {
+				atomic_fetch_add(&s->bytes, (long long)len);
+				atomic_store(&s->last_write_ms, mono_ms());
+			}
 			free(buf);
+		}
+		pthread_mutex_unlock(&s->wlock);
+		pthread_mutex_lock(&s->qlock);
+		more = s->plen > 0;
+		pthread_mutex_unlock(&s->qlock);
+		if (!more)
 			break;
-		}
-		if (!atomic_load(&s->gone) && conn_write(s->conn, buf, len) == -1)
-			atomic_store(&s->gone, 1);
-		else if (!atomic_load(&s->gone)) {
-			atomic_fetch_add(&s->bytes, (long long)len);
-			atomic_store(&s->last_write_ms, mono_ms());
-		}
-		free(buf);
 	}
-	rc = atomic_load(&s->gone) ? -1 : 0;
-	pthread_mutex_unlock(&s->wlock);
-	return rc;
+	return atomic_load(&s->gone) ? -1 : 0;
 }
 
 int
