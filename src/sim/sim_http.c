@@ -398,7 +398,8 @@ status_reason(int status)
 		int		 code;
 		const char	*reason;
 	} reasons[] = {
-		{ 200, "OK" }, { 400, "Bad Request" }, { 404, "Not Found" },
+		{ 200, "OK" }, { 400, "Bad Request" }, { 403, "Forbidden" },
+		{ 404, "Not Found" },
 		{ 405, "Method Not Allowed" }, { 410, "Gone" },
 		{ 411, "Length Required" }, { 413, "Content Too Large" },
 		{ 429, "Too Many Requests" },
@@ -1250,8 +1251,8 @@ out_flush(struct sse_out *o, size_t cut)
 
 /*
  * Queue raw stream text and write it the way real servers' bytes
- * arrive: in turn split mid-line, whole, or together with the next
- * event; split inside a multi-byte character whenever there is one.
+ * arrive: in turn split mid-line, held back, or written together with
+ * the held one; split inside a multi-byte character whenever there is one.
  */
 static void
 out_put(struct sse_out *o, const char *s, size_t n)
@@ -1281,10 +1282,10 @@ out_put(struct sse_out *o, const char *s, size_t n)
 		out_flush(o, o->plen / 2);
 		break;
 	case 1:
+		break;			/* goes out with the next event */
+	default:
 		out_flush(o, 0);
 		break;
-	default:
-		break;			/* goes out with the next event */
 	}
 }
 
