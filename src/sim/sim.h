@@ -9,8 +9,12 @@
 
 struct sim_opts {
 	const char	*host;		/* listen address, default 127.0.0.1 */
-	int		 http_port;	/* LLM + search + FHIR; 0: off */
-	int		 unmute_port;	/* Unmute websocket + /v1/health, /v1/voices; 0: off */
+	/*
+	 * Ports: sim_main.c starts a half only when its --*-port option is
+	 * given; 0 then means an ephemeral port, written back on start.
+	 */
+	int		 http_port;	/* LLM + search + FHIR */
+	int		 unmute_port;	/* Unmute websocket + /v1/health, /v1/voices */
 	int		 max_clients;	/* Unmute MAX_CLIENTS, default 4 */
 	const char	*http_fault;	/* fault for every HTTP request, or NULL */
 	const char	*unmute_fault;	/* fault for every Unmute session, or NULL */
