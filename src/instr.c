@@ -71,14 +71,10 @@ char *
 instr_follow_up(const char *answer)
 {
 	char	*a, *text;
-	size_t	 n;
 
+	/* Kept whole, final stop included: it is to be said verbatim. */
 	if ((a = instr_flatten(answer, INSTR_ANSWER_MAX)) == NULL)
 		return NULL;
-	/* The template supplies the full stop. */
-	n = strlen(a);
-	while (n > 0 && a[n - 1] == '.')
-		a[--n] = '\0';
 	if (asprintf(&text, FOLLOW_UP_HEAD "%s" FOLLOW_UP_TAIL, a) == -1)
 		text = NULL;
 	free(a);
