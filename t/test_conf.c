@@ -312,6 +312,13 @@ test_sections(void)
 	is_str(c.unmute.language, NULL, "empty quoted string unsets");
 	is_str(c.unmute.voice, "a = b ; c # d", "quoted value keeps = ; #");
 	conf_free(&c);
+	is_int(load("[unmute]\nvoice = \"ends in a backslash \\\\\"\n", NULL), 0,
+	    "escaped backslash before the closing quote");
+	is_str(c.unmute.voice, "ends in a backslash \\", "value ends in one backslash");
+	conf_free(&c);
+	is_int(load("[unmute]\nvoice = x\"y\n", NULL), 0, "quote inside a bare value");
+	is_str(c.unmute.voice, "x\"y", "bare value kept as is");
+	conf_free(&c);
 	is_int(load("log = \"/var/log/with space.log\"\n", NULL), 0, "quoted path");
 	is_str(c.log, "/var/log/with space.log", "quoted path with a space");
 	conf_free(&c);
@@ -518,16 +525,17 @@ test_errors(void)
 	load_fails_with("[unmute]\n\nvoice = \"open\n", "test.conf:3:",
 	    "unterminated", "unterminated quote, line 3");
 	/*
-	 * BUG: conf.c unquote() only checks that the value starts and ends
-	 * with '"': a lone '"', a closing quote that is escaped, or text
-	 * after the closing quote are all accepted as values.
+	 * Regressions of a bug found by these tests (fixed in 75e9669):
+	 * unquote() only looked at the first and last characters, so a
+	 * lone '"', an escaped final quote or text after the closing
+	 * quote were taken as values.
 	 */
 	load_fails_with("[unmute]\n\nvoice = \"\n", "test.conf:3:",
-	    "unterminated", "BUG: a lone quote is unterminated, line 3");
+	    "unterminated", "a lone quote is unterminated, line 3");
 	load_fails_with("[unmute]\n\nvoice = \"abc\\\"\n", "test.conf:3:",
-	    "unterminated", "BUG: an escaped final quote does not close, line 3");
+	    "unterminated", "an escaped final quote does not close, line 3");
 	load_fails_with("[unmute]\n\nvoice = \"a\" junk \"b\"\n", "test.conf:3:",
-	    "voice", "BUG: junk after the closing quote, line 3");
+	    "voice", "junk after the closing quote, line 3");
 	load_fails_with("; c\n\nthreads 4\n", "test.conf:3:", "=",
 	    "missing '=', line 3");
 	load_fails_with("; c\n\n[unmute\n", "test.conf:3:", "section",
