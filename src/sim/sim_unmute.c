@@ -47,6 +47,7 @@
 #define WORD_GAP	1920		/* 80 ms */
 #define DELTA_PAGES	2		/* 80 ms per response.audio.delta */
 #define REPLY_WORDS	30
+#define PING_SEC	20.0		/* uvicorn's ws_ping_interval/timeout */
 
 #define MSG_FATAL	"Internal server error :( Complain to Kyutai"
 #define MSG_BUSY	"Too many people are connected to service 'stt'. " \
@@ -156,7 +157,9 @@ struct session {
 	size_t		 nq, qcap;
 	long		 qseq;
 	int		 stalled;
-	int		 ended;
+	int		 ended;		/* 1: close frame sent, 2: drop */
+	double		 ping_at;	/* next keepalive ping */
+	double		 ping_sent;	/* > 0: a ping awaits its pong */
 };
 
 struct sim_unmute {
@@ -719,11 +722,6 @@ q_add(struct session *s, double due, enum item_kind kind, int code,
 		s->qcap = ncap;
 	}
 	it = &s->q[s->nq];
-	it->due = due;
-	it->seq = s->qseq++;
-	it->kind = kind;
-	it->code = code;
-	it->len = len;
 	it->data = NULL;
 	if (data != NULL) {
 		if ((it->data = malloc(len + 1)) == NULL)
@@ -731,6 +729,11 @@ q_add(struct session *s, double due, enum item_kind kind, int code,
 		memcpy(it->data, data, len);
 		it->data[len] = '\0';
 	}
+	it->due = due;
+	it->seq = s->qseq++;
+	it->kind = kind;
+	it->code = code;
+	it->len = len;
 	s->nq++;
 }
 
@@ -924,9 +927,10 @@ static int
 split_words(char *s, char **w, int max)
 {
 	int n = 0;
-	char *p;
+	char *p, *save = NULL;
 
-	for (p = strtok(s, " "); p != NULL && n < max; p = strtok(NULL, " "))
+	for (p = strtok_r(s, " ", &save); p != NULL && n < max;
+	    p = strtok_r(NULL, " ", &save))
 		w[n++] = p;
 	return n;
 }
@@ -1058,24 +1062,69 @@ q_fault(struct session *s, double t, enum fault f)
 	}
 }
 
+/* Queue the turn's audio: 2 pages per delta, paced AHEAD_SEC ahead. */
+static int
+q_audio(struct session *s, double now, int nwords)
+{
+	struct json_object *ev;
+	struct oo_reader rd;
+	struct oo_page pg;
+	unsigned char *ogg = NULL, *d = NULL, *nd;
+	size_t ogglen = 0, dlen = 0;
+	double t;
+	char *b;
+	int npages = 0, ndelta = 0;
+
+	if (synth(s, nwords, &ogg, &ogglen) == -1) {
+		free(ogg);
+		return 0;
+	}
+	oo_reader_init(&rd, ogglen + 1);
+	oo_reader_feed(&rd, ogg, ogglen);
+	while (oo_reader_next(&rd, &pg) == 1) {
+		if ((nd = realloc(d, dlen + pg.len)) == NULL)
+			break;
+		d = nd;
+		memcpy(d + dlen, pg.data, pg.len);
+		dlen += pg.len;
+		/* The very first delta also carries the header pages. */
+		if (pg.is_header || ++npages % DELTA_PAGES != 0)
+			continue;
+		t = now + fmax(0.0, ndelta * 0.08 - AHEAD_SEC) / U.o.speed +
+		    0.001;
+		ev = event_new("response.audio.delta");
+		b = b64_encode(d, dlen);
+		json_object_object_add(ev, "delta",
+		    json_object_new_string(b != NULL ? b : ""));
+		free(b);
+		q_event(s, t, ev);
+		dlen = 0;
+		ndelta++;
+	}
+	oo_reader_free(&rd);
+	free(d);
+	free(ogg);
+	return ndelta;
+}
+
 /*
  * Schedule a whole bot turn from now: response.created, the LLM words,
  * then audio and spoken words paced together, text.done before the
  * last two words, additional outputs, audio.done. The turn's fault, if
- * any, strikes after the second audio delta.
+ * any, strikes FAULT_SEC of audio into the turn, after the first word;
+ * a fault that ends the session takes the rest of the turn with it.
  */
+#define FAULT_SEC	0.35
+
 static void
-start_turn(struct session *s, const char *user, char *reply)
+start_turn(struct session *s, const char *user, const char *reply)
 {
 	struct json_object *ev, *r;
-	struct oo_reader rd;
-	struct oo_page pg;
 	struct fault_spec fs;
-	unsigned char *ogg = NULL, *d = NULL;
-	size_t ogglen = 0, dlen = 0, k;
-	char *words_buf, *w[REPLY_WORDS * 8], *b, *sp;
-	double now = mono(), speed = U.o.speed, t, tend;
-	int nw, i, npages, ended = 0, ndelta = 0, fault_at;
+	char *words_buf, *w[REPLY_WORDS * 8], *sp;
+	double now = mono(), speed = U.o.speed, t, tend, tf;
+	size_t first = s->nq, i, k;
+	int nw, ndelta;
 
 	fs = s->turn_fault.f != F_NONE ? s->turn_fault : s->fault;
 	s->turn_fault.f = F_NONE;
@@ -1100,7 +1149,7 @@ start_turn(struct session *s, const char *user, char *reply)
 	words_buf = strdup(reply);
 	nw = words_buf != NULL ?
 	    split_words(words_buf, w, (int)(sizeof(w) / sizeof(w[0]))) : 0;
-	for (i = 0; i < nw; i++) {
+	for (i = 0; i < (size_t)nw; i++) {
 		ev = event_new("unmute.response.text.delta.ready");
 		if (asprintf(&sp, "%s%s", i ? " " : "", w[i]) == -1)
 			sp = NULL;
@@ -1109,49 +1158,13 @@ start_turn(struct session *s, const char *user, char *reply)
 		free(sp);
 		q_event(s, now + 0.005 * i / speed, ev);
 	}
-
-	/* Audio: 2 pages per delta, headers with the very first one. */
-	fault_at = 1;
-	if (synth(s, nw, &ogg, &ogglen) == 0) {
-		oo_reader_init(&rd, ogglen + 1);
-		oo_reader_feed(&rd, ogg, ogglen);
-		npages = 0;
-		while (!ended && oo_reader_next(&rd, &pg) == 1) {
-			if ((d = realloc(d, dlen + pg.len)) == NULL)
-				break;
-			memcpy(d + dlen, pg.data, pg.len);
-			dlen += pg.len;
-			if (pg.is_header || ++npages % DELTA_PAGES != 0)
-				continue;
-			t = now + fmax(0.0, ndelta * 0.08 - AHEAD_SEC) / speed +
-			    0.001;
-			ev = event_new("response.audio.delta");
-			b = b64_encode(d, dlen);
-			json_object_object_add(ev, "delta",
-			    json_object_new_string(b != NULL ? b : ""));
-			free(b);
-			q_event(s, t, ev);
-			dlen = 0;
-			if (ndelta++ == fault_at && fs.f != F_SLOWGREET)
-				ended = q_fault(s, t + 0.0005, fs.f);
-		}
-		oo_reader_free(&rd);
-	}
-	free(d);
-	free(ogg);
-	if (ndelta <= fault_at && !ended && fs.f != F_SLOWGREET)
-		ended = q_fault(s, now + 0.002, fs.f);
-	if (ended) {
-		free(words_buf);
-		qsort(s->q, s->nq, sizeof(*s->q), item_cmp);
-		return;
-	}
+	ndelta = q_audio(s, now, nw);
 
 	/* Spoken words as their audio plays; text.done before the last 2. */
-	for (i = 0; i < nw; i++) {
+	for (i = 0; i < (size_t)nw; i++) {
 		t = now + (i * (WORD_TONE + WORD_GAP) / (double)RATE) / speed +
 		    0.002;
-		if (i == (nw >= 2 ? nw - 2 : 0)) {
+		if (i == (size_t)(nw >= 2 ? nw - 2 : 0)) {
 			ev = event_new("response.text.done");
 			json_object_object_add(ev, "text",
 			    json_object_new_string(reply));
@@ -1170,9 +1183,23 @@ start_turn(struct session *s, const char *user, char *reply)
 	q_add(s, tend, I_TURN_END, 0, reply, strlen(reply));
 	if (ends_with_bye(reply))
 		q_add(s, tend + 1.0, I_CLOSE, 1000, "", 0);
-	for (k = 0; k < s->nq; k++)
-		if (s->q[k].kind == I_TEXT && s->q[k].data == NULL)
-			s->q[k].kind = I_STALL;	/* lost to ENOMEM */
+
+	if (fs.f != F_NONE && fs.f != F_SLOWGREET) {
+		tf = now + FAULT_SEC / speed + 0.0025;
+		if (tf > tend)
+			tf = tend - 0.0001;
+		if (q_fault(s, tf, fs.f)) {
+			/* Drop this turn's items after the fault. */
+			for (i = k = first; i < s->nq; i++) {
+				if (s->q[i].due > tf) {
+					free(s->q[i].data);
+					continue;
+				}
+				s->q[k++] = s->q[i];
+			}
+			s->nq = k;
+		}
+	}
 	qsort(s->q, s->nq, sizeof(*s->q), item_cmp);
 }
 
@@ -1432,6 +1459,20 @@ audio_append(struct session *s, struct json_object *ev)
 		on_audio(s, got);
 }
 
+/* A JSON string of the first bytes of p, non-ASCII as '?'. */
+static struct json_object *
+ascii_string(const char *p, size_t n)
+{
+	char b[201];
+	size_t i;
+
+	if (n > sizeof(b) - 1)
+		n = sizeof(b) - 1;
+	for (i = 0; i < n; i++)
+		b[i] = (unsigned char)p[i] < 0x80 ? p[i] : '?';
+	return json_object_new_string_len(b, (int)n);
+}
+
 static void
 on_text(struct session *s, const char *p, size_t n)
 {
@@ -1440,8 +1481,11 @@ on_text(struct session *s, const char *p, size_t n)
 	const char *type;
 	char tag[300];
 
-	tok = json_tokener_new();
-	ev = json_tokener_parse_ex(tok, p, (int)n);
+	if ((tok = json_tokener_new()) == NULL) {
+		fatal(s, MSG_FATAL);
+		return;
+	}
+	ev = json_tokener_parse_ex(tok, p, n > INT32_MAX ? INT32_MAX : (int)n);
 	if (ev == NULL || json_tokener_get_error(tok) != json_tokener_success ||
 	    (size_t)json_tokener_get_parse_end(tok) != n) {
 		json_object_put(ev);
@@ -1451,7 +1495,7 @@ on_text(struct session *s, const char *p, size_t n)
 		    json_object_new_string("expected value at line 1 column 1"));
 		invalid(s, detail("json_invalid",
 		    "Invalid JSON: expected value at line 1 column 1", NULL,
-		    json_object_new_string_len(p, n > 200 ? 200 : (int)n), ctx));
+		    ascii_string(p, n), ctx));
 		return;
 	}
 	json_tokener_free(tok);
@@ -1714,6 +1758,29 @@ linger_close(struct session *s)
 			break;
 }
 
+/* Ping like uvicorn; no pong within PING_SEC closes 1011. 0 or -1. */
+static int
+keepalive(struct session *s)
+{
+	double now = mono();
+
+	if (s->ping_sent > 0 && now - s->ping_sent > PING_SEC) {
+		ws_close_frame(s->fd, 1011, "keepalive ping timeout");
+		s->ended = 1;
+		return -1;
+	}
+	if (now >= s->ping_at) {
+		s->ping_at = now + PING_SEC;
+		if (s->ping_sent == 0)
+			s->ping_sent = now;
+		if (ws_send(s->fd, 0x9, "sim", 3) == -1) {
+			s->ended = 2;
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void
 session_run(struct session *s)
 {
@@ -1721,9 +1788,12 @@ session_run(struct session *s)
 	double wait;
 	int ms;
 
+	s->ping_at = mono() + PING_SEC;
 	while (!s->ended) {
 		run_due(s);
 		if (s->ended)
+			break;
+		if (keepalive(s) == -1)
 			break;
 		wait = s->nq > 0 ? s->q[0].due - mono() : 1.0;
 		ms = wait <= 0 ? 0 : wait > 1.0 ? 1000 : (int)(wait * 1000) + 1;
