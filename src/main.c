@@ -121,6 +121,12 @@ main(int argc, char *argv[])
 	char		 err[1024], where[256];
 	int		 ch, test = 0, fd, rc;
 
+	/*
+	 * As a CGI program, argv may come from the query string (a query
+	 * without '=' becomes arguments, RFC 3875 §4.4): never obey it.
+	 */
+	if (is_cgi())
+		argc = 1;
 	while ((ch = getopt(argc, argv, "c:hvt")) != -1) {
 		switch (ch) {
 		case 'c':

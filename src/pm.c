@@ -190,7 +190,10 @@ maintain(struct pool *p)
 
 	if (p->state != PM_RUNNING)
 		return;
-	/* Retire workers of an older configuration once they are idle. */
+	/*
+	 * Workers of an older configuration drain (SIGQUIT): they stop
+	 * accepting at once and their streams get drain_timeout.
+	 */
 	for (i = 0; i < SB_MAX_WORKERS; i++)
 		if (atomic_load(&sb->rows[i].pid) != 0 && p->gen[i] != p->generation)
 			retire(p, i);
