@@ -101,7 +101,8 @@ def cgi(body, method="POST", uri="/cgi-bin/tandem/api/agent/stream", ctype="appl
                 "TANDEM_LOG_LEVEL": "error"})
     env.update(extra or {})
     env.pop("DOCUMENT_URI", None)
-    p = subprocess.run([TANDEM, "-c", "/dev/null"], input=body, env=env, capture_output=True, timeout=60)
+    # "-t": a query string without '=' becomes argv under CGI; it must not be obeyed.
+    p = subprocess.run([TANDEM, "-t"], input=body, env=env, capture_output=True, timeout=60)
     head, _, rest = p.stdout.partition(b"\r\n\r\n")
     return p.returncode, head.decode(), rest
 
