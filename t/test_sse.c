@@ -412,17 +412,32 @@ emitter_main(void *arg)
 	return NULL;
 }
 
+/* Pings from a third thread while the emitters run: never inside an event. */
+static void *
+pinger_main(void *arg)
+{
+	struct emitter	*e = arg;
+	int		 i;
+
+	for (i = 0; i < 300; i++) {
+		if (sse_heartbeat(e->s, 0) != 0)
+			e->fails++;
+		usleep(100);
+	}
+	return NULL;
+}
+
 static void
 test_concurrent(void)
 {
 	struct capture		 cp;
 	struct conn		 c;
 	struct sse		 s;
-	struct emitter		 em[NTHREADS];
-	pthread_t		 th[NTHREADS];
+	struct emitter		 em[NTHREADS], pe;
+	pthread_t		 th[NTHREADS], pth;
 	struct block		*b;
 	struct json_object	*dd;
-	int			 n, i, t, next[NTHREADS] = { 0 };
+	int			 n, i, t, next[NTHREADS] = { 0 }, ev, pings = 0;
 	int			 seq_ok = 1, order_ok = 1, path_ok = 1, fails = 0;
 
 	if (capture_begin(&cp) == -1) {
@@ -431,6 +446,10 @@ test_concurrent(void)
 	}
 	conn_init_cgi(&c, NULL);
 	sse_init(&s, &c, "req-c", "sess-c");
+	pe.s = &s;
+	pe.id = -1;
+	pe.fails = 0;
+	pthread_create(&pth, NULL, pinger_main, &pe);
 	for (t = 0; t < NTHREADS; t++) {
 		em[t].s = &s;
 		em[t].id = t;
@@ -441,19 +460,25 @@ test_concurrent(void)
 		pthread_join(th[t], NULL);
 		fails += em[t].fails;
 	}
+	pthread_join(pth, NULL);
+	fails += pe.fails;
 	sse_emit(&s, SSE_PATH_STREAM, "stream_complete", NULL);
 	capture_end(&cp);
 
 	is_int(fails, 0, "every concurrent emit returned 0");
-	b = calloc(NTHREADS * NEVENTS + 8, sizeof(*b));
-	n = parse_blocks(cp.buf, b, NTHREADS * NEVENTS + 8);
-	is_int(n, NTHREADS * NEVENTS + 1, "2000 events + stream_complete, all whole");
-	for (i = 0; i < n; i++) {
-		if (b[i].id != (unsigned long long)i + 1 ||
-		    jint(b[i].data, "seq") != i + 1)
+	b = calloc(NTHREADS * NEVENTS + 400, sizeof(*b));
+	n = parse_blocks(cp.buf, b, NTHREADS * NEVENTS + 400);
+	for (i = 0, ev = 0; i < n; i++) {
+		if (b[i].ping) {
+			pings++;
+			continue;
+		}
+		ev++;
+		if (b[i].id != (unsigned long long)ev ||
+		    jint(b[i].data, "seq") != ev)
 			seq_ok = 0;
-		if (i == n - 1)
-			break;
+		if (strcmp(b[i].event, "stream_complete") == 0)
+			continue;
 		dd = json_object_object_get(b[i].data, "data");
 		t = (int)jint(dd, "thread");
 		if (t < 0 || t >= NTHREADS || jint(dd, "i") != next[t]++)
@@ -461,6 +486,8 @@ test_concurrent(void)
 		else if (strcmp(jstr(b[i].data, "path"), t ? "agent" : "voice") != 0)
 			path_ok = 0;
 	}
+	is_int(ev, NTHREADS * NEVENTS + 1, "2000 events + stream_complete, all whole");
+	ok(pings > 0 && pings <= 300, "pings between whole events (%d)", pings);
 	ok(seq_ok, "seq 1..2001 in output order, no gaps, no repeats");
 	ok(order_ok, "each thread's events in its own order");
 	ok(next[0] == NEVENTS && next[1] == NEVENTS, "all of both threads' events");
