@@ -696,6 +696,58 @@ test_secrets(void)
 	free(empty);
 }
 
+/* conf_load() from a real file: name in errors, NUL bytes, size bound. */
+static void
+test_file(void)
+{
+	char	*path, *big, want[300];
+	FILE	*f;
+	size_t	 i;
+	int	 rc;
+
+	path = temp_file("; file\nthreads = 7\n[unmute]\nlanguage = nl\n");
+	rc = conf_load(&c, path, err, sizeof(err));
+	if (!ok(rc == 0, "conf_load of a file"))
+		printf("#   err '%s'\n", err);
+	is_int(c.threads, 7, "file threads");
+	is_str(c.unmute.language, "nl", "file [unmute] language");
+	conf_free(&c);
+
+	f = fopen(path, "w");
+	fputs("threads = 7\nbogus = 1\n", f);
+	fclose(f);
+	snprintf(want, sizeof(want), "%s:2:", path);
+	rc = conf_load(&c, path, err, sizeof(err));
+	ok(rc == -1 && strncmp(err, want, strlen(want)) == 0,
+	    "error names the file and line: %s", err);
+	conf_free(&c);
+
+	f = fopen(path, "w");
+	fwrite("threads = 7\n\0\nthreads = 8\n", 1, 26, f);
+	fclose(f);
+	rc = conf_load(&c, path, err, sizeof(err));
+	ok(rc == -1 && strstr(err, "NUL") != NULL, "NUL byte refused: %s", err);
+	conf_free(&c);
+
+	f = fopen(path, "w");
+	big = malloc(1024 * 1024 + 2);
+	for (i = 0; i < 1024 * 1024 + 1; i++)
+		big[i] = (i % 64 == 63) ? '\n' : ';';
+	fwrite(big, 1, 1024 * 1024 + 1, f);
+	fclose(f);
+	free(big);
+	rc = conf_load(&c, path, err, sizeof(err));
+	ok(rc == -1 && strstr(err, "too large") != NULL, "file over 1 MiB refused: %s",
+	    err);
+	conf_free(&c);
+
+	unlink(path);
+	rc = conf_load(&c, path, err, sizeof(err));
+	ok(rc == -1 && strstr(err, path) != NULL, "missing file: %s", err);
+	conf_free(&c);
+	free(path);
+}
+
 /* The same struct loaded and freed many times: ASan/LSan finds leaks. */
 static void
 test_reload(void)
@@ -728,6 +780,7 @@ main(void)
 	test_relations();
 	test_url_list();
 	test_secrets();
+	test_file();
 	test_reload();
 	return done();
 }
