@@ -480,6 +480,18 @@ test_patient(void)
 	    TERR_INVALID_FIELD, "patient", "patient.allergies with an object");
 	REJECTS("{\"message\":\"x\",\"patient\":{\"name\":\"a\\u0000\"}}",
 	    TERR_INVALID_FIELD, "patient", "NUL in patient.name");
+	{
+		char *items = repeat("\"c\",", 101), *b = malloc(strlen(items) + 64);
+
+		items[strlen(items) - 1] = '\0';
+		sprintf(b, "{\"message\":\"x\",\"patient\":{\"conditions\":[%s]}}", items);
+		REJECTS(b, TERR_INVALID_FIELD, "patient", "101 conditions refused");
+		sprintf(b, "{\"message\":\"x\",\"patient\":{\"allergies\":[%s]}}",
+		    items + 4);
+		is_int(parse(b), TERR_OK, "100 allergies accepted");
+		free(items);
+		free(b);
+	}
 	is_int(parse("{\"message\":\"x\",\"patient\":{\"id\":\"p\",\"name\":null,"
 	    "\"extra\":5}}"), TERR_OK, "null and unknown patient members ignored");
 }
