@@ -277,7 +277,11 @@ def run(p, line):
         ("Add ibuprofen 200 mg twice daily",
          {"type": "add_treatment", "name": "ibuprofen", "dose": "200 mg",
           "frequency": "twice daily", "start_date": None}),
+        ("Prescribe amoxicillin 500mg, three times daily. Thanks",
+         {"type": "add_treatment", "name": "amoxicillin", "dose": "500 mg",
+          "frequency": "three times daily", "start_date": None}),
         ("Go to Settings", {"type": "navigate", "target": "settings"}),
+        ("open the Lab panel", {"type": "show_panel", "panel": "lab"}),
         ("show the Vitals panel", {"type": "show_panel", "panel": "vitals"}),
         ("hello", {"type": "none"}),
     ]

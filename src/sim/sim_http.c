@@ -23,8 +23,8 @@
  *                      in U ("my name is X", "I am N years old",
  *                      "allergic to X", "I take X"), {} if none
  *   S has {"action"    {"action":{"type":"add_treatment","name","dose",
- *                      "frequency","start_date":null}} for "add NAME N UNIT
- *                      FREQ…"; {"type":"navigate","target"} for "navigate
+ *                      "frequency","start_date":null}} for "add|prescribe
+ *                      NAME N UNIT FREQ…" (dose, frequency null if absent); {"type":"navigate","target"} for "navigate
  *                      to X"/"go to X"/"open the X"; {"type":"show_panel",
  *                      "panel"} for "show [the] X panel"; {"type":"none"}
  *   otherwise (prose)  "Sim answer: " + the first 40 whitespace-separated
@@ -802,9 +802,13 @@ extract_facts(const char *U, const char *lu)
 	return facts;
 }
 
-/* Split s into at most WORDS_MAX words (copies); trailing .,;!?: dropped. */
+/*
+ * Split s into at most WORDS_MAX words (malloc'd copies), trailing
+ * .,;!?: dropped; end[i], when end is not NULL, is the first of .,;!?
+ * that closed word i, or 0.
+ */
 static size_t
-split_words(const char *s, char **w)
+split_words(const char *s, char **w, int *end)
 {
 	const char	*p, *e;
 	size_t		 n = 0, len;
@@ -819,8 +823,12 @@ split_words(const char *s, char **w)
 		len = (size_t)(e - p);
 		while (len > 0 && strchr(".,;!?:", p[len - 1]) != NULL)
 			len--;
-		if (len > 0)
-			w[n++] = strndup(p, len);
+		if (len == 0 || (w[n] = strndup(p, len)) == NULL)
+			continue;
+		if (end != NULL)
+			end[n] = len < (size_t)(e - p) &&
+			    strchr(".,;!?", p[len]) != NULL ? p[len] : 0;
+		n++;
 	}
 	return n;
 }
@@ -840,47 +848,58 @@ is_filler(const char *w)
 	return 0;
 }
 
-/* "add NAME N UNIT FREQ…" → add_treatment, or NULL. */
+/*
+ * "add|prescribe NAME N UNIT FREQ…" → add_treatment, or NULL. The dose
+ * and frequency end with the clause NAME is in; a comma may follow the
+ * dose ("200 mg, twice daily").
+ */
 static struct json_object *
-action_add(char **w, size_t n)
+action_add(char **w, const int *end, size_t n)
 {
 	struct json_object	*a;
 	char			 dose[128], freq[512];
 	size_t			 i, j, k;
 
-	for (i = 0; i < n && strcasecmp(w[i], "add") != 0; i++)
+	for (i = 0; i < n && strcasecmp(w[i], "add") != 0 &&
+	    strcasecmp(w[i], "prescribe") != 0; i++)
 		;
-	for (j = i + 1; j < n && is_filler(w[j]); j++)
+	for (j = i + 1; j < n && is_filler(w[j]) && !end[j]; j++)
 		;
-	if (i >= n || j >= n)
+	if (i >= n || j >= n || end[i])
 		return NULL;
 	a = json_object_new_object();
 	json_object_object_add(a, "type", json_object_new_string("add_treatment"));
-	json_object_object_add(a, "name", json_object_new_string(w[j++]));
-	dose[0] = '\0';
+	json_object_object_add(a, "name", json_object_new_string(w[j]));
+	dose[0] = freq[0] = '\0';
+	if (end[j++])
+		j = n;
 	if (j < n && isdigit((unsigned char)w[j][0])) {
 		k = strspn(w[j], "0123456789.,");
 		if (w[j][k] != '\0')		/* "200mg" */
 			snprintf(dose, sizeof(dose), "%.*s %s", (int)k, w[j],
 			    w[j] + k);
-		else if (j + 1 < n && is_alpha((unsigned char)w[j + 1][0]) &&
+		else if (!end[j] && j + 1 < n &&
+		    is_alpha((unsigned char)w[j + 1][0]) &&
 		    strlen(w[j + 1]) <= 8) {
 			snprintf(dose, sizeof(dose), "%s %s", w[j], w[j + 1]);
 			j++;
 		} else
 			snprintf(dose, sizeof(dose), "%s", w[j]);
+		if (end[j] != 0 && end[j] != ',')
+			j = n;
 		j++;
 	}
-	json_object_object_add(a, "dose",
-	    dose[0] ? json_object_new_string(dose) : NULL);
-	freq[0] = '\0';
 	for (; j < n; j++) {
 		if (strlen(freq) + strlen(w[j]) + 2 >= sizeof(freq))
 			break;
 		if (freq[0])
 			strcat(freq, " ");
 		strcat(freq, w[j]);
+		if (end[j])
+			break;
 	}
+	json_object_object_add(a, "dose",
+	    dose[0] ? json_object_new_string(dose) : NULL);
 	json_object_object_add(a, "frequency",
 	    freq[0] ? json_object_new_string(freq) : NULL);
 	json_object_object_add(a, "start_date", NULL);
@@ -897,9 +916,10 @@ action_of(const char *U, const char *lu)
 	char			*w[WORDS_MAX], v[CLAUSE_MAX + 1], *t, *pn;
 	const char		*p;
 	size_t			 i, n;
+	int			 end[WORDS_MAX];
 
-	n = split_words(U, w);
-	a = action_add(w, n);
+	n = split_words(U, w, end);
+	a = action_add(w, end, n);
 	for (i = 0; i < n; i++)
 		free(w[i]);
 	if (a != NULL)
@@ -910,10 +930,14 @@ action_of(const char *U, const char *lu)
 		if (clause(U, lu, (size_t)(p - lu) + strlen(nav[i]), v, 1) == 0)
 			continue;
 		t = v;
+		if (strncmp(t, "to ", 3) == 0)
+			t += 3;
 		if (strncmp(t, "the ", 4) == 0)
 			t += 4;
+		if (*t == '\0' || strcmp(t, "to") == 0)
+			continue;
 		a = json_object_new_object();
-		if ((pn = strstr(t, " panel")) != NULL && pn[6] == '\0') {
+		if ((pn = strstr(t, " panel")) != NULL) {
 			*pn = '\0';
 			json_object_object_add(a, "type",
 			    json_object_new_string("show_panel"));
@@ -1693,7 +1717,7 @@ route_search(struct conn *c, const char *qs)
 	fault_scan(q, N_SEARCH, &f);
 	(void)fault_list(http_global_fault, N_SEARCH, &f);
 
-	n = split_words(q, w);
+	n = split_words(q, w, NULL);
 	lead[0] = slug[0] = '\0';
 	for (i = 0; i < n; i++) {
 		if (i < 6 && strlen(lead) + strlen(w[i]) + 2 < sizeof(lead)) {
@@ -2026,24 +2050,28 @@ static void
 reject(struct conn *c, int status)
 {
 	struct pollfd	 pfd;
-	char		 junk[4096], msg[128];
+	struct timespec	 t0, t;
+	char		 junk[65536], msg[128];
 	size_t		 total = 0;
 	ssize_t		 n;
-	int		 rounds;
 
 	snprintf(msg, sizeof(msg), "{\"error\":{\"message\":\"%s\","
 	    "\"type\":\"invalid_request_error\"}}", status_reason(status));
 	if (send_str(c, status, "application/json", msg) == -1)
 		return;
 	shutdown(c->fd, SHUT_WR);
-	for (rounds = 0; rounds < 20 && total < 4 * BODY_MAX; rounds++) {
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (total < 8 * BODY_MAX) {
 		pfd.fd = c->fd;
 		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 100) <= 0)
+		if (poll(&pfd, 1, 500) <= 0)
 			break;
 		if ((n = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT)) <= 0)
 			break;
 		total += (size_t)n;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec > 5)
+			break;
 	}
 }
 
@@ -2066,11 +2094,12 @@ conn_main(void *arg)
 	if (c->o->verbose)
 		fprintf(stderr, "tandem-sim http: %s %s -> %d\n", c->method,
 		    c->target ? c->target : "-", c->status);
+	/* before close: a client that saw EOF then sees the count fall */
+	atomic_fetch_sub(&sim_stats.http_open, 1);
 	close(c->fd);
 	free(c->target);
 	free(c->body);
 	free(c);
-	atomic_fetch_sub(&sim_stats.http_open, 1);
 	return NULL;
 }
 
