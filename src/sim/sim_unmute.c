@@ -1735,6 +1735,8 @@ run_due(struct session *s)
 			break;
 		}
 	}
+	if (done == 0)
+		return;
 	for (i = 0; i < done; i++)
 		free(s->q[i].data);
 	memmove(s->q, s->q + done, (s->nq - done) * sizeof(*s->q));
