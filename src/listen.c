@@ -125,6 +125,16 @@ open_unix(const char *path, const struct conf *c, char *err, size_t errsz)
 	return fd;
 }
 
+/* getaddrinfo() would wrap 65536 to 0: check the range ourselves. */
+static int
+valid_port(const char *p)
+{
+	size_t n = strlen(p);
+
+	return n > 0 && n <= 5 && strspn(p, "0123456789") == n &&
+	    strtol(p, NULL, 10) <= 65535;
+}
+
 /* Split "host:port", "[v6]:port" or ":port". Return 0 or -1. */
 static int
 split_hostport(const char *s, char *host, size_t hsz, char *port, size_t psz)
@@ -143,7 +153,7 @@ split_hostport(const char *s, char *host, size_t hsz, char *port, size_t psz)
 			/* A bare port number. */
 			host[0] = '\0';
 			snprintf(port, psz, "%s", s);
-			return strspn(s, "0123456789") == strlen(s) && *s ? 0 : -1;
+			return valid_port(port) ? 0 : -1;
 		}
 		if ((size_t)(colon - s) >= hsz)
 			return -1;
@@ -151,7 +161,7 @@ split_hostport(const char *s, char *host, size_t hsz, char *port, size_t psz)
 		host[colon - s] = '\0';
 	}
 	snprintf(port, psz, "%s", colon + 1);
-	return port[0] != '\0' && strspn(port, "0123456789") == strlen(port) ? 0 : -1;
+	return valid_port(port) ? 0 : -1;
 }
 
 static int

@@ -4,6 +4,7 @@
  * depth limit, every field is type-checked, strings must be valid UTF-8.
  */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,7 +139,9 @@ check_history(struct req *r, struct json_object *root, char *f, size_t fsz)
 		    !valid_string(content))
 			return bad(f, fsz, "history", TERR_INVALID_FIELD);
 		rs = json_object_get_string(role);
-		if (strcmp(rs, "user") != 0 && strcmp(rs, "assistant") != 0)
+		/* The length too: json-c strings may hold a NUL. */
+		if ((strcmp(rs, "user") != 0 && strcmp(rs, "assistant") != 0) ||
+		    strlen(rs) != (size_t)json_object_get_string_len(role))
 			return bad(f, fsz, "history", TERR_INVALID_FIELD);
 	}
 	r->history = h;
@@ -239,13 +242,70 @@ check_flags(struct req *r, struct json_object *root, char *f, size_t fsz)
 	return TERR_OK;
 }
 
+/*
+ * RFC 8259 §7: no raw control characters inside strings. json-c lets
+ * them through even in strict mode. Return 1 when there are none.
+ */
+static int
+strings_clean(const char *body, size_t len)
+{
+	size_t	i;
+	int	in_string = 0;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)body[i];
+		if (!in_string) {
+			in_string = c == '"';
+			continue;
+		}
+		if (c < 0x20)
+			return 0;
+		if (c == '\\')
+			i++;
+		else if (c == '"')
+			in_string = 0;
+	}
+	return 1;
+}
+
+/* RFC 8259 has no NaN or Infinity, which json-c accepts. */
+static int
+numbers_finite(struct json_object *o, int depth)
+{
+	size_t i, n;
+
+	if (depth > JSON_DEPTH_MAX)
+		return 0;
+	switch (json_object_get_type(o)) {
+	case json_type_double:
+		return isfinite(json_object_get_double(o));
+	case json_type_array:
+		n = json_object_array_length(o);
+		for (i = 0; i < n; i++)
+			if (!numbers_finite(json_object_array_get_idx(o, i), depth + 1))
+				return 0;
+		return 1;
+	case json_type_object: {
+		json_object_object_foreach(o, k, v) {
+			(void)k;
+			if (!numbers_finite(v, depth + 1))
+				return 0;
+		}
+		return 1;
+	}
+	default:
+		return 1;
+	}
+}
+
 static struct json_object *
 parse_json(const char *body, size_t len)
 {
 	struct json_tokener	*tok;
 	struct json_object	*root;
 
-	if (len == 0 || memchr(body, '\0', len) != NULL || !utf8_valid(body, len))
+	if (len == 0 || memchr(body, '\0', len) != NULL ||
+	    !utf8_valid(body, len) || !strings_clean(body, len))
 		return NULL;
 	if ((tok = json_tokener_new_ex(JSON_DEPTH_MAX)) == NULL)
 		return NULL;
@@ -263,6 +323,10 @@ parse_json(const char *body, size_t len)
 		}
 	}
 	json_tokener_free(tok);
+	if (root != NULL && !numbers_finite(root, 0)) {
+		json_object_put(root);
+		root = NULL;
+	}
 	return root;
 }
 

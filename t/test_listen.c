@@ -161,14 +161,14 @@ test_bad_specs(void)
 			close(fd);
 	}
 	/*
-	 * BUG: listen.c split_hostport() checks that the port is digits
+	 * Regression (was a bug): listen.c split_hostport() checks that the port is digits
 	 * only; getaddrinfo() then wraps it modulo 65536, so 65536 binds an
 	 * ephemeral port and 99999 binds 34463, silently.
 	 */
 	for (i = 0; i < 2; i++) {
 		const char *spec = i ? "127.0.0.1:99999" : "127.0.0.1:65536";
 		int fd = open_spec(spec);
-		ok(fd == -1, "BUG: port out of range '%s' refused", spec);
+		ok(fd == -1, "regression: port out of range '%s' refused", spec);
 		if (fd >= 0) {
 			char desc[64];
 			listen_describe(fd, desc, sizeof(desc));

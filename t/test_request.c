@@ -190,18 +190,18 @@ test_invalid_json(void)
 	REJECTS("{\"message\":\"a\\qb\"}", TERR_INVALID_JSON, "", "bad escape");
 	REJECTS("{\"message\":\"a\\u12\"}", TERR_INVALID_JSON, "", "short \\u escape");
 	/*
-	 * BUG: request.c parse_json() relies on json-c's STRICT mode, which
+	 * Regression (was a bug): request.c parse_json() relies on json-c's STRICT mode, which
 	 * still takes raw control characters inside strings and the
 	 * NaN/Infinity literals; RFC 8259 forbids both (§7, §6).
 	 */
 	REJECTS("{\"message\":\"a\x01" "b\"}", TERR_INVALID_JSON, "",
-	    "BUG: raw control character U+0001 in a string");
+	    "regression: raw control character U+0001 in a string");
 	REJECTS("{\"message\":\"a\nb\"}", TERR_INVALID_JSON, "",
-	    "BUG: raw newline in a string");
+	    "regression: raw newline in a string");
 	REJECTS("{\"message\":\"hi\",\"x\":NaN}", TERR_INVALID_JSON, "",
-	    "BUG: NaN literal");
+	    "regression: NaN literal");
 	REJECTS("{\"message\":\"hi\",\"x\":-Infinity}", TERR_INVALID_JSON, "",
-	    "BUG: -Infinity literal");
+	    "regression: -Infinity literal");
 	REJECTS("{\"message\":\"hi\",\"x\":01}", TERR_INVALID_JSON, "",
 	    "leading zero");
 	REJECTS("{\"message\":\"hi\",\"x\":TRUE}", TERR_INVALID_JSON, "",
@@ -412,12 +412,12 @@ test_history(void)
 	REJECTS("{\"message\":\"x\",\"history\":[{\"role\":\"user\",\"content\":\"c\"},null]}",
 	    TERR_INVALID_FIELD, "history", "null history item");
 	/*
-	 * BUG: request.c check_history() compares the role with strcmp, so
+	 * Regression (was a bug): request.c check_history() compares the role with strcmp, so
 	 * "user\u0000x" (a 6-byte string with a NUL) passes as "user" and
 	 * goes on to the LLM with its NUL.
 	 */
 	REJECTS("{\"message\":\"x\",\"history\":[{\"role\":\"user\\u0000x\",\"content\":\"c\"}]}",
-	    TERR_INVALID_FIELD, "history", "BUG: NUL inside role refused");
+	    TERR_INVALID_FIELD, "history", "regression: NUL inside role refused");
 }
 
 static void
