@@ -1921,19 +1921,19 @@ header_is(char *line, const char *hdr, char **v)
 static int
 read_head(struct conn *c)
 {
-	char		*end, *line, *next, *v, *sp1, *sp2, *ep;
+	char		*end, *crlf, *line, *next, *v, *sp1, *sp2, *ep;
 	size_t		 hl;
 	long long	 cl;
 
 	for (;;) {
-		c->buf[c->blen] = '\0';
-		if (memchr(c->buf, '\0', c->blen) != NULL)
-			return 400;
-		if ((end = strstr(c->buf, "\r\n\r\n")) != NULL) {
+		crlf = memmem(c->buf, c->blen, "\r\n\r\n", 4);
+		end = memmem(c->buf, c->blen, "\n\n", 2);
+		if (crlf != NULL && (end == NULL || crlf < end)) {
+			end = crlf;
 			hl = (size_t)(end - c->buf) + 4;
 			break;
 		}
-		if ((end = strstr(c->buf, "\n\n")) != NULL) {
+		if (end != NULL) {
 			hl = (size_t)(end - c->buf) + 2;
 			break;
 		}
@@ -1942,6 +1942,8 @@ read_head(struct conn *c)
 		if (conn_fill(c) <= 0)
 			return -1;
 	}
+	if (memchr(c->buf, '\0', hl) != NULL)
+		return 400;
 	*end = '\0';
 	c->bpos = hl;
 	c->clen = -1;
