@@ -34,7 +34,7 @@
  * never inside a UTF-8 character), 10 ms apart; max_tokens counts them
  * and truncates with finish_reason "length". The SSE stream carries a
  * role-only first delta, a "content":null delta after the first token, a
- * ": keep-alive" comment after the third, a finish chunk, a usage chunk
+ * ": keep-alive" comment after the third (or the last), a finish chunk, a usage chunk
  * with "choices":[] and "data: [DONE]"; its events are written split
  * mid-line, whole, or two per write, and always split inside the first
  * non-ASCII character of an event. Line ends are LF, CRLF when the
@@ -1203,7 +1203,6 @@ static int
 chat_plain(struct conn *c, struct chat *ch)
 {
 	struct json_object	*o, *choices, *choice, *msg;
-	char			 err[160];
 	int			 rc;
 
 	o = envelope(ch, "chat.completion");
@@ -1221,17 +1220,13 @@ chat_plain(struct conn *c, struct chat *ch)
 	json_object_array_add(choices, choice);
 	json_object_object_add(o, "choices", choices);
 	json_object_object_add(o, "usage", usage_of(ch));
-	snprintf(err, sizeof(err), "{\"error\":{\"message\":\"sim: injected "
-	    "%s\",\"type\":\"%s\",\"param\":null,\"code\":%s}}",
-	    ch->f.kind == F_429 ? "rate limit" : "server error",
-	    ch->f.kind == F_429 ? "requests" : "server_error",
-	    ch->f.kind == F_429 ? "\"rate_limit_exceeded\"" : "null");
 	if (ch->node != N_PROSE && ch->f.kind == F_SHAPE)
 		ch->f.kind = F_NONE;	/* the content carries it */
 	c->status = 200;
 	rc = send_faulted(c, &ch->f, "application/json",
 	    json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), err);
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+	    "{}");			/* 500 and 429 were answered before */
 	json_object_put(o);
 	return rc;
 }
@@ -1414,7 +1409,7 @@ chat_stream(struct conn *c, struct chat *ch)
 		if (i == 0)
 			out_event(&o, delta_chunk(ch,
 			    delta_text(NULL, NULL, 0, 1), NULL), NULL);
-		if (i == 2) {
+		if (i == 2 || (pos == ch->len && i < 2)) {
 			snprintf(ka, sizeof(ka), ": keep-alive%s%s", o.eol, o.eol);
 			out_put(&o, ka, strlen(ka));
 		}
