@@ -523,6 +523,9 @@ def test_faults(port):
              "marker drop: TCP closed mid-turn with no close frame"),
             ("close1000", lambda evs: evs[-1][0] == "close" and evs[-1][1] == 1000,
              "marker close1000: close 1000 mid-turn"),
+            ("close1011", lambda evs: evs[-1][0] == "close" and evs[-1][1] == 1011
+             and not any(etype(e) == "error" for e in evs),
+             "marker close1011: close 1011 mid-turn, no error event"),
             ("badogg", lambda evs: any(etype(e) == "response.audio.delta"
                                        and not base64.b64decode(e["delta"]).startswith(b"OggS")
                                        for e in evs),
