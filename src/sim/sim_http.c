@@ -1185,6 +1185,7 @@ usage_of(const struct chat *ch)
 	return u;
 }
 
+/* The fields every completion object and chunk starts with. */
 static struct json_object *
 envelope(const struct chat *ch, const char *object)
 {
@@ -1199,6 +1200,7 @@ envelope(const struct chat *ch, const char *object)
 	return o;
 }
 
+/* The non-streamed chat.completion, bent by ch->f. -1: peer gone. */
 static int
 chat_plain(struct conn *c, struct chat *ch)
 {
@@ -1364,6 +1366,10 @@ delta_text(const char *role, const char *s, size_t n, int null_content)
 	return d;
 }
 
+/*
+ * The streamed answer as OpenAI sends it (chunked SSE, see the comment
+ * at the top), bent by ch->f; returns as soon as the peer is gone.
+ */
 static void
 chat_stream(struct conn *c, struct chat *ch)
 {
@@ -1431,6 +1437,7 @@ out:
 	free(o.pend);
 }
 
+/* o[key] as a string in *v: 1, absent or null 0, not a string -1. */
 static int
 get_string(struct json_object *o, const char *key, const char **v)
 {
@@ -1444,46 +1451,47 @@ get_string(struct json_object *o, const char *key, const char **v)
 	return 1;
 }
 
-/*
- * POST /v1/chat/completions. Validates like the real API (400 with an
- * invalid_request_error), then answers per the comment at the top.
- */
-static void
-route_chat(struct conn *c)
+/* The body as a JSON object (owned by the caller), or NULL. */
+static struct json_object *
+body_json(const struct conn *c)
 {
 	struct json_tokener	*tok;
-	struct json_object	*req = NULL, *msgs, *m, *x;
-	struct chat		 ch;
-	char			*owned[2] = { NULL, NULL }, *tmp;
-	const char		*role, *text, *user = NULL;
-	size_t			 i, n;
-	int			 stream = 0;
+	struct json_object	*o;
 
-	atomic_fetch_add(&sim_stats.llm_requests, 1);
-	memset(&ch, 0, sizeof(ch));
-	ch.S = NULL;
-	ch.U = "";
-	if ((tok = json_tokener_new_ex(64)) != NULL) {
-		json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
-		req = json_tokener_parse_ex(tok, c->body, (int)c->bodylen);
-		if (json_tokener_get_error(tok) != json_tokener_success ||
-		    json_tokener_get_parse_end(tok) != c->bodylen) {
-			json_object_put(req);
-			req = NULL;
-		}
-		json_tokener_free(tok);
+	if ((tok = json_tokener_new_ex(64)) == NULL)
+		return NULL;
+	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, c->body, (int)c->bodylen);
+	if (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != c->bodylen ||
+	    !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = NULL;
 	}
-	if (req == NULL || !json_object_is_type(req, json_type_object)) {
-		send_openai_error(c, 400, "invalid_request_error", NULL, NULL,
-		    "We could not parse the JSON body of your request.");
-		goto out;
-	}
+	json_tokener_free(tok);
+	return o;
+}
+
+/*
+ * Fill ch from the request's messages: S, U (pointing into req or into
+ * owned[0], owned[1], which the caller frees), the node, the faults of
+ * the markers, the prompt size. Return 0, or -1 after answering 400.
+ */
+static int
+chat_messages(struct conn *c, struct json_object *req, struct chat *ch,
+    char *owned[2])
+{
+	struct json_object	*msgs, *m;
+	const char		*role, *text;
+	char			*tmp;
+	size_t			 i, n;
+
 	if (!json_object_object_get_ex(req, "messages", &msgs) ||
 	    !json_object_is_type(msgs, json_type_array) ||
 	    (n = json_object_array_length(msgs)) == 0) {
 		send_openai_error(c, 400, "invalid_request_error", NULL, NULL,
 		    "'messages' must be a non-empty array");
-		goto out;
+		return -1;
 	}
 	for (i = 0; i < n; i++) {
 		m = json_object_array_get_idx(msgs, i);
@@ -1491,29 +1499,55 @@ route_chat(struct conn *c)
 		    get_string(m, "role", &role) != 1) {
 			send_openai_error(c, 400, "invalid_request_error", NULL,
 			    NULL, "messages[%zu]: 'role' is required", i);
-			goto out;
+			return -1;
 		}
 		text = content_text(m, &tmp);
-		ch.prompt_tokens += count_words(text);
-		if (strcmp(role, "system") == 0 && ch.S == NULL) {
-			ch.S = text;
+		ch->prompt_tokens += count_words(text);
+		if (strcmp(role, "system") == 0 && ch->S == NULL) {
+			ch->S = text;
 			owned[0] = tmp;
 		} else if (strcmp(role, "user") == 0) {
 			free(owned[1]);
-			ch.U = text;
+			ch->U = text;
 			owned[1] = tmp;
 		} else
 			free(tmp);
 	}
-	ch.node = node_of(ch.S);
+	/* The node is known only now, and markers are scoped by it. */
+	ch->node = node_of(ch->S);
 	for (i = 0; i < n; i++) {
-		m = json_object_array_get_idx(msgs, i);
-		text = content_text(m, &tmp);
-		fault_scan(text, ch.node, &ch.f);
+		text = content_text(json_object_array_get_idx(msgs, i), &tmp);
+		fault_scan(text, ch->node, &ch->f);
 		free(tmp);
 	}
-	(void)fault_list(http_global_fault, ch.node, &ch.f);
-	if (get_string(req, "user", &user) == 1 && strcmp(user, "crlf") == 0)
+	(void)fault_list(http_global_fault, ch->node, &ch->f);
+	return 0;
+}
+
+/*
+ * POST /v1/chat/completions. Validates like the real API (400 with an
+ * invalid_request_error), then answers per the comment at the top.
+ */
+static void
+route_chat(struct conn *c)
+{
+	struct json_object	*req, *x;
+	struct chat		 ch;
+	char			*owned[2] = { NULL, NULL };
+	const char		*text;
+	int			 stream = 0;
+
+	atomic_fetch_add(&sim_stats.llm_requests, 1);
+	memset(&ch, 0, sizeof(ch));
+	ch.U = "";
+	if ((req = body_json(c)) == NULL) {
+		send_openai_error(c, 400, "invalid_request_error", NULL, NULL,
+		    "We could not parse the JSON body of your request.");
+		return;
+	}
+	if (chat_messages(c, req, &ch, owned) == -1)
+		goto out;
+	if (get_string(req, "user", &text) == 1 && strcmp(text, "crlf") == 0)
 		ch.f.crlf = 1;
 	if (json_object_object_get_ex(req, "stream", &x))
 		stream = json_object_get_boolean(x);
@@ -1528,30 +1562,26 @@ route_chat(struct conn *c)
 	    atomic_fetch_add(&chat_seq, 1) + 1);
 	ch.created = (long long)time(NULL);
 
-	if (ch.f.kind == F_500) {
+	if (ch.f.kind == F_500)
 		send_openai_error(c, 500, "server_error", NULL, NULL,
 		    "sim: injected server error");
-		goto out;
-	}
-	if (ch.f.kind == F_429) {
+	else if (ch.f.kind == F_429)
 		send_openai_error(c, 429, "requests", "rate_limit_exceeded",
 		    "Retry-After: 1\r\n", "sim: injected rate limit");
-		goto out;
-	}
-	if ((ch.content = content_of(&ch)) == NULL) {
+	else if ((ch.content = content_of(&ch)) == NULL)
 		send_openai_error(c, 500, "server_error", NULL, NULL,
 		    "sim: out of memory");
-		goto out;
+	else {
+		tokens_limit(&ch);
+		if (c->o->verbose)
+			fprintf(stderr, "tandem-sim http: chat node=%s "
+			    "stream=%d fault=%d crlf=%d\n",
+			    node_names[ch.node], stream, ch.f.kind, ch.f.crlf);
+		if (stream)
+			chat_stream(c, &ch);
+		else
+			chat_plain(c, &ch);
 	}
-	tokens_limit(&ch);
-	if (c->o->verbose)
-		fprintf(stderr, "tandem-sim http: chat node=%s stream=%d "
-		    "fault=%d crlf=%d\n", node_names[ch.node], stream,
-		    ch.f.kind, ch.f.crlf);
-	if (stream)
-		chat_stream(c, &ch);
-	else
-		chat_plain(c, &ch);
 out:
 	free(ch.content);
 	free(owned[0]);
