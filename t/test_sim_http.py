@@ -380,6 +380,9 @@ def run(p, line):
     ok(r.status == 200 and r.body.startswith(b"{") and not r.body.endswith(b"}"),
        "search malformed by marker")
 
+    r = request(port, "GET", "/search?q=x+%5B%5Bsim%3Aslow%3D300%5D%5D&format=json")
+    ok(r.status == 200 and r.t1 - r.t0 >= 0.3, "search slow=300 by marker")
+
     # FHIR.
     r = request(port, "GET", "/fhir/Patient/p1")
     ok(r.status == 200 and r.headers.get("content-type") == "application/fhir+json",
@@ -392,6 +395,8 @@ def run(p, line):
        "FHIR missing 404 OperationOutcome")
     is_(request(port, "GET", "/fhir/Patient/gone").status, 410, "FHIR gone 410")
     is_(request(port, "GET", "/fhir/Patient/sim-500").status, 500, "FHIR sim-500")
+    r = request(port, "GET", "/fhir/Patient/sim-malformed")
+    ok(r.status == 200 and not r.body.endswith(b"}"), "FHIR sim-malformed")
     is_(request(port, "GET", "/nowhere").status, 404, "404 elsewhere")
 
     st = stats(port)
