@@ -65,6 +65,7 @@ struct wf {
 	/* the LLM client: llm_chat, or a test's fake */
 	enum terr (*chat)(const struct llm_call *, struct llm_result *);
 	void	 *arg;
+	const char		*tag;		/* for logs: the request id */
 
 	/* state shared by the nodes */
 	enum route		 route;
