@@ -30,11 +30,32 @@ struct llm_result {
 	long		 http_status;
 	char		*text;		/* the whole content, malloc'd (also on error: what came) */
 	char		 message[160];	/* for humans; no secrets, no patient data */
+	int		 cancelled;	/* LLM_CANCEL_*: why err is STREAM_TIMEOUT */
+	size_t		 ntokens;	/* content deltas passed to on_token */
 };
+
+/* llm_result.cancelled: 0, or who stopped the call (err STREAM_TIMEOUT). */
+#define LLM_CANCEL_STOP		1	/* *call->stop was set */
+#define LLM_CANCEL_CALLER	2	/* on_token returned non-zero */
 
 /*
  * Run one call; stream when call->on_token is set. Always fills res;
- * the caller frees res->text with llm_result_free().
+ * the caller frees res->text with llm_result_free(). Returns res->err:
+ *   TERR_OK                  the answer is complete ([DONE] seen when
+ *                            streaming); res->text holds all of it
+ *   TERR_LLM_UNAVAILABLE     no connection (refused, DNS, connect
+ *                            timeout, TLS handshake, bad URL)
+ *   TERR_UPSTREAM_HTTP       a non-2xx status ("LLM answered HTTP 429"),
+ *                            or an error object in a 200 answer
+ *   TERR_UPSTREAM_TIMEOUT    no body byte within first_token_timeout of
+ *                            the request being sent, no byte for
+ *                            stall_timeout once the body began, or the
+ *                            hard ceiling timeout
+ *   TERR_UPSTREAM_MALFORMED  bad SSE/JSON, a wrong shape, an answer over
+ *                            max_response, or a stream cut before [DONE]
+ *   TERR_STREAM_TIMEOUT      cancelled: res->cancelled says by whom; the
+ *                            connection is closed at once
+ *   TERR_INTERNAL            out of memory, curl setup failure
  */
 enum terr	 llm_chat(const struct llm_call *, struct llm_result *);
 void		 llm_result_free(struct llm_result *);
