@@ -452,6 +452,12 @@ poll_answer(struct voice *v)
 	else if (st == ANSWER_READY &&
 	    (v->answer = job_wait_answer(j, 0)) == NULL)
 		v->answer_none = 1;
+	/* A blank answer has nothing to say. */
+	if (v->answer != NULL && v->answer[strspn(v->answer, " \t\r\n")] == '\0') {
+		free(v->answer);
+		v->answer = NULL;
+		v->answer_none = 1;
+	}
 }
 
 /*
