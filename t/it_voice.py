@@ -95,10 +95,13 @@ with Stack(conf=FAST, sim_args=["--speed", "4"]) as s:
     uc = r.first("unmute_complete")["data"]
     tap.ok(uc.get("turns") == 1 and isinstance(uc.get("elapsed_ms"), int), "unmute_complete turns 1", uc)
     tap.is_(r.events[-1]["data"].get("voice"), "complete", "stream_complete voice complete")
-    # The voice connection started before the agent routed (early start).
-    i_conn = r.types().index("unmute_connecting")
-    i_route = r.types().index("route_tagged") if "route_tagged" in r.types() else len(r.types())
-    tap.ok(i_conn < i_route, "voice connects without waiting for the tagger")
+    # Early start: with a tagger slowed to 500 ms, the voice is connected
+    # and speaking before the route is known.
+    r2 = s.stream({"message": "My knee hurts [[sim:slow=500@route]]"})
+    t2 = r2.types()
+    tap.ok("route_tagged" in t2 and "unmute_streaming_started" in t2 and
+           t2.index("unmute_streaming_started") < t2.index("route_tagged"),
+           "voice connects and speaks without waiting for the tagger", t2[:8])
     tap.ok(wait_for(lambda: s.sim_stats()["unmute_open"] == 0, 2), "session closed after the turn")
 
     # --- the follow-up turn: the agent's answer spoken ---------------------
