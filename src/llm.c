@@ -1,17 +1,22 @@
 /*
  * The chat completions client (SPEC.md §2, docs/fastcgi-sse-lws.md §4).
  *
- * One call = one easy handle in its own multi handle, driven with
+ * One call = one easy handle in a multi handle, driven with
  * curl_multi_poll() at most 100 ms at a time, so that the stop flag,
  * the first-byte and the stall timers (kept here on the monotonic
- * clock) are looked at ten times a second. Leaving the loop early and
- * cleaning the handles up closes the connection: a cancelled or failed
- * call never leaves a half-read answer on a reused connection.
+ * clock) are looked at ten times a second.
+ *
+ * The multi handle (and so its connection cache) belongs to the calling
+ * thread and lives until the thread ends: the calls of one agent path
+ * (tagger, precheck, postprocess, …) reuse one connection instead of a
+ * TCP and TLS handshake each. Any call that does not end cleanly throws
+ * the multi handle away, which closes its connections: a cancelled or
+ * failed call never leaves a half-read answer on a reused connection.
  *
  * The status is looked at before any byte of the body is parsed: a
  * non-2xx body is only kept (bounded) to find a short error message.
  */
-#include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +70,49 @@ mono_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static pthread_key_t	multi_key;
+static pthread_once_t	multi_once = PTHREAD_ONCE_INIT;
+
+static void
+multi_destroy(void *m)
+{
+	curl_multi_cleanup(m);
+}
+
+static void
+multi_key_init(void)
+{
+	pthread_key_create(&multi_key, multi_destroy);
+}
+
+/* This thread's multi handle, made on first use; NULL if out of memory. */
+static CURLM *
+thread_multi(void)
+{
+	CURLM	*m;
+
+	pthread_once(&multi_once, multi_key_init);
+	if ((m = pthread_getspecific(multi_key)) == NULL &&
+	    (m = curl_multi_init()) != NULL &&
+	    pthread_setspecific(multi_key, m) != 0) {
+		curl_multi_cleanup(m);
+		m = NULL;
+	}
+	return m;
+}
+
+void
+llm_thread_cleanup(void)
+{
+	CURLM	*m;
+
+	pthread_once(&multi_once, multi_key_init);
+	if ((m = pthread_getspecific(multi_key)) != NULL) {
+		pthread_setspecific(multi_key, NULL);
+		curl_multi_cleanup(m);
+	}
 }
 
 /* Append n bytes, keeping a NUL after them. Return 0, or -1 past max. */
@@ -577,7 +625,7 @@ llm_chat(const struct llm_call *call, struct llm_result *res)
 	    (body = request_body(call)) == NULL ||
 	    (hdrs = request_headers(call)) == NULL ||
 	    (x.easy = curl_easy_init()) == NULL ||
-	    (m = curl_multi_init()) == NULL ||
+	    (m = thread_multi()) == NULL ||
 	    setup_easy(&x, url, body, hdrs) == -1 ||
 	    curl_multi_add_handle(m, x.easy) != CURLM_OK)
 		xfer_fail(&x, TERR_INTERNAL, "LLM call setup failed");
@@ -591,11 +639,11 @@ llm_chat(const struct llm_call *call, struct llm_result *res)
 	if (x.easy != NULL)
 		curl_easy_getinfo(x.easy, CURLINFO_RESPONSE_CODE,
 		    &res->http_status);
-	/* cleanup closes the connection, also when left mid-answer */
-	if (m != NULL)
-		curl_multi_cleanup(m);
 	if (x.easy != NULL)
 		curl_easy_cleanup(x.easy);
+	/* only a clean end keeps the connection for the next call */
+	if (x.cancelled || x.err != TERR_OK)
+		llm_thread_cleanup();
 	free_headers(hdrs);
 	free(url);
 	free(body);

@@ -59,6 +59,12 @@ struct llm_result {
  */
 enum terr	 llm_chat(const struct llm_call *, struct llm_result *);
 void		 llm_result_free(struct llm_result *);
+/*
+ * Calls on one thread share a connection cache that lives until the
+ * thread ends (freed then by a thread-specific destructor). Optional:
+ * free it sooner, e.g. before a long idle spell.
+ */
+void		 llm_thread_cleanup(void);
 /* Build a messages array: system prompt, history (may be NULL), user text. */
 struct json_object *llm_messages(const char *system, struct json_object *history,
 		    const char *user);

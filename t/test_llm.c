@@ -115,7 +115,26 @@ handle(int fd)
 	if ((p = strchr(req, ' ')) != NULL)
 		sscanf(p, " /%31[a-z0-9]", scen);
 
-	if (strcmp(scen, "ok") == 0)
+	if (strcmp(scen, "keep") == 0) {
+		/* keep-alive: the content says which request of the connection */
+		for (i = 1; i <= 10; i++) {
+			char	 body[128], head[160];
+			int	 n;
+
+			if (i > 1 && (read_request(fd, req, sizeof(req)) == 0 ||
+			    strstr(req, "/keep/") == NULL))
+				break;
+			if (strstr(req, "[[shape]]") != NULL)
+				n = snprintf(body, sizeof(body), "{\"choices\":[]}");
+			else
+				n = snprintf(body, sizeof(body), "{\"choices\":"
+				    "[{\"message\":{\"content\":\"req %d\"}}]}", i);
+			snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: "
+			    "application/json\r\nContent-Length: %d\r\n\r\n", n);
+			wr(fd, head, strlen(head));
+			wr(fd, body, (size_t)n);
+		}
+	} else if (strcmp(scen, "ok") == 0)
 		/* small pieces: lines and UTF-8 characters split */
 		wr_pieces(fd, SSE_HEAD ROLE TOK("Hel") TOK("lo ")
 		    TOK("\xe6\x97\xa5\xe6\x9c\xac") TOK("\xf0\x9f\x98\x80")
@@ -303,6 +322,7 @@ start_server(void)
 }
 
 static struct conf	 conf;
+static const char	*user_text = "hello";
 static char		 base[128];
 
 /* The defaults of tandem.conf, short timers for the tests. */
@@ -359,7 +379,7 @@ chat(enum llm_node n, int json_mode, struct tokens *t, atomic_int *stop,
 	memset(&call, 0, sizeof(call));
 	call.conf = &conf;
 	call.node = n;
-	call.messages = llm_messages("be brief", NULL, "hello");
+	call.messages = llm_messages("be brief", NULL, user_text);
 	call.json_mode = json_mode;
 	if (t != NULL) {
 		call.on_token = on_token;
@@ -736,6 +756,54 @@ test_cancel(void)
 	llm_result_free(&res);
 }
 
+static void *
+keep_call(void *arg)
+{
+	struct llm_result	*res = arg;
+
+	chat(LLM_NODE_TAGGER, 1, NULL, NULL, res);
+	return NULL;
+}
+
+/* Calls on one thread reuse a connection, unless the last one failed. */
+static void
+test_reuse(void)
+{
+	struct llm_result	 res, tres;
+	pthread_t		 th;
+
+	conf_reset("keep");
+	is_str(terr_code(chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res)), "ok",
+	    "keep-alive: first call ok");
+	is_str(res.text, "req 1", "keep-alive: first call, new connection");
+	llm_result_free(&res);
+	chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res);
+	is_str(res.text, "req 2", "keep-alive: second call reuses it");
+	llm_result_free(&res);
+
+	pthread_create(&th, NULL, keep_call, &tres);
+	pthread_join(th, NULL);
+	is_str(tres.text, "req 1", "keep-alive: another thread, its own connection");
+	llm_result_free(&tres);
+
+	/* a wrong shape on a healthy connection: not kept all the same */
+	user_text = "[[shape]]";
+	is_str(terr_code(chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res)),
+	    "upstream_malformed", "keep-alive: a malformed answer");
+	llm_result_free(&res);
+	user_text = "hello";
+	chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res);
+	is_str(res.text, "req 1", "keep-alive: after a failed call, a new connection");
+	llm_result_free(&res);
+	chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res);
+	is_str(res.text, "req 2", "keep-alive: then reused again");
+	llm_result_free(&res);
+	llm_thread_cleanup();
+	chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res);
+	is_str(res.text, "req 1", "keep-alive: llm_thread_cleanup closes it");
+	llm_result_free(&res);
+}
+
 static void
 test_messages(void)
 {
@@ -774,6 +842,7 @@ main(void)
 	test_request();
 	test_errors();
 	test_cancel();
+	test_reuse();
 	kill(-server, SIGTERM);
 	waitpid(server, NULL, 0);
 	curl_global_cleanup();
