@@ -101,3 +101,60 @@ with Stack(processes=2, threads=64, conf={"max_streams": 200}) as s:
                 xs.append(got["audio_chunk"])
         if xs:
             report("first audio_chunk (tandem-sim Unmute)", xs)
+
+
+def audio_after_tagger(early):
+    """First audio_chunk when the tagger takes 300 ms, with and without the early start."""
+    with Stack(conf={"unmute.early_start": early}) as s:
+        xs = []
+        for _ in range(3):
+            got = first_event_times(s, {"message": "Hello there [[sim:slow=300@route]]"}, {"audio_chunk"})
+            if "audio_chunk" in got:
+                xs.append(got["audio_chunk"])
+        if xs:
+            report("first audio_chunk, tagger 300 ms, early_start=%s" % early, xs)
+        return xs
+
+
+def follow_up_delay(mode):
+    """Seconds from the moment turn 2 can start (the agent's answer is in and
+    turn 1 has finished playing) to the follow-up turn's first audio_chunk."""
+    with Stack(conf={"unmute.follow_up": mode}) as s:
+        xs = []
+        for _ in range(2):
+            c, r = s.open_stream({"message": "I have a mild headache, what helps?", "route": "medical"})
+            res = Result()
+            buf = ""
+            t_done = t_audio2 = t_turn1 = None
+            while True:
+                b = r.read1(65536)
+                if not b:
+                    break
+                buf += b.decode()
+                while "\n\n" in buf:
+                    block, buf = buf.split("\n\n", 1)
+                    n = len(res.events)
+                    parse_sse_into(res, block + "\n\n")
+                    for e in res.events[n:]:
+                        now = time.perf_counter()
+                        if e["type"] == "workflow_complete":
+                            t_done = now
+                        if e["type"] == "audio_complete" and e["data"].get("turn") == 1:
+                            t_turn1 = now
+                        if e["type"] == "audio_chunk" and e["data"].get("turn", 1) >= 2 and t_audio2 is None:
+                            t_audio2 = now
+            c.close()
+            if t_done and t_audio2 and t_turn1:
+                xs.append(max(0.0, t_audio2 - max(t_done, t_turn1)))
+        if xs:
+            report("follow-up turn delay, follow_up=%s" % mode, xs)
+        return xs
+
+
+a = audio_after_tagger(True)
+b = audio_after_tagger(False)
+if a and b:
+    print("ratio early-start / no early-start (median): %.2f" % (statistics.median(a) / statistics.median(b)))
+follow_up_delay("session")
+if os.environ.get("TANDEM_BENCH_UPDATE"):
+    follow_up_delay("update")    # ~8.5 s of streamed silence per turn: opt-in
