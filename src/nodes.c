@@ -330,6 +330,11 @@ node_postprocess(struct wf *w)
 	int		rc;
 
 	ctx_memory(&c, w->memory, "Known about the user:");
+	/* semantic_precheck's pick, so the model weighs those first. */
+	if (w->relevant != NULL && json_object_array_length(w->relevant) > 0)
+		ctx_add(&c, "Most relevant to this message: %s\n",
+		    json_object_to_json_string_ext(w->relevant,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	if (w->route == ROUTE_WEB)
 		ctx_results(&c, w->results);
 	rc = chat_stream(w, LLM_NODE_POSTPROCESS, c.buf);
