@@ -32,6 +32,7 @@
 
 #define POLL_MS		100
 #define ERRBODY_MAX	4096	/* bytes of a non-2xx body kept */
+#define DONE_GRACE_MS	30	/* after [DONE], for the response's end */
 
 enum body_mode {
 	MODE_NONE,		/* no body byte yet */
@@ -418,7 +419,8 @@ drive(struct xfer *x, CURLM *m)
 	const atomic_int	*stop = x->call->stop;
 	CURLMsg			*msg;
 	CURLMcode		 mc;
-	int			 running = 1, left;
+	long long		 now, done_ms = 0;
+	int			 running = 1, left, wait = POLL_MS;
 
 	for (;;) {
 		if ((mc = curl_multi_perform(m, &running)) != CURLM_OK) {
@@ -427,15 +429,26 @@ drive(struct xfer *x, CURLM *m)
 		}
 		if (running == 0)
 			break;
-		if (x->mode == MODE_SSE && x->sse.status == LLMSSE_DONE)
-			return CURLE_OK;
+		now = mono_now();
+		/*
+		 * After [DONE] the answer is whole; wait a moment for the
+		 * end of the response so the connection can be kept, no more.
+		 */
+		if (x->mode == MODE_SSE && x->sse.status == LLMSSE_DONE) {
+			if (done_ms == 0)
+				done_ms = now;
+			if (now - done_ms >= DONE_GRACE_MS)
+				return CURLE_OK;
+			wait = DONE_GRACE_MS - (int)(now - done_ms);
+		}
 		if (stop != NULL && atomic_load(stop)) {
-			x->cancelled = LLM_CANCEL_STOP;
+			if (done_ms == 0)
+				x->cancelled = LLM_CANCEL_STOP;
 			return CURLE_OK;
 		}
-		if (timed_out(x, mono_now()))
+		if (done_ms == 0 && timed_out(x, now))
 			return CURLE_OK;
-		if ((mc = curl_multi_poll(m, NULL, 0, POLL_MS, NULL)) !=
+		if ((mc = curl_multi_poll(m, NULL, 0, wait, NULL)) !=
 		    CURLM_OK) {
 			xfer_fail(x, TERR_INTERNAL, curl_multi_strerror(mc));
 			return CURLE_OK;

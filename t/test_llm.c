@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
@@ -118,12 +119,26 @@ handle(int fd)
 	if (strcmp(scen, "keep") == 0) {
 		/* keep-alive: the content says which request of the connection */
 		for (i = 1; i <= 10; i++) {
-			char	 body[128], head[160];
+			char	 body[128], head[320];
 			int	 n;
 
 			if (i > 1 && (read_request(fd, req, sizeof(req)) == 0 ||
 			    strstr(req, "/keep/") == NULL))
 				break;
+			if (strstr(req, "\"stream\":true") != NULL) {
+				/* one chunk: a token, [DONE]; then the last chunk */
+				n = snprintf(body, sizeof(body), "data: {\"choices\":"
+				    "[{\"delta\":{\"content\":\"req %d\"}}]}\n\n"
+				    "data: [DONE]\n\n", i);
+				snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\n"
+				    "Content-Type: text/event-stream\r\n"
+				    "Transfer-Encoding: chunked\r\n\r\n%x\r\n", n);
+				strncat(head, body, sizeof(head) - strlen(head) - 1);
+				wr(fd, head, strlen(head));
+				usleep(5000);
+				wr(fd, "\r\n0\r\n\r\n", 7);
+				continue;
+			}
 			if (strstr(req, "[[shape]]") != NULL)
 				n = snprintf(body, sizeof(body), "{\"choices\":[]}");
 			else
@@ -304,6 +319,7 @@ start_server(void)
 					continue;
 				_exit(0);
 			}
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			if ((pid = fork()) == 0) {
 				close(lfd);
 				alarm(10);
@@ -779,6 +795,14 @@ test_reuse(void)
 	llm_result_free(&res);
 	chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res);
 	is_str(res.text, "req 2", "keep-alive: second call reuses it");
+	llm_result_free(&res);
+	is_str(terr_code(chat(LLM_NODE_MEDICAL, 0, &(struct tokens){ 0 }, NULL,
+	    &res)), "ok", "keep-alive: a streamed call");
+	is_str(res.text, "req 3", "keep-alive: streamed call reuses it");
+	llm_result_free(&res);
+	chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res);
+	is_str(res.text, "req 4",
+	    "keep-alive: kept after a stream (its end read after [DONE])");
 	llm_result_free(&res);
 
 	pthread_create(&th, NULL, keep_call, &tres);
