@@ -245,7 +245,7 @@ request_body(const struct llm_call *call)
 	const struct conf_node	*nd = NULL;
 	struct json_object	*o, *rf;
 	const char		*model = c->llm.model, *js;
-	char			*out;
+	char			*out, num[32];
 
 	if ((unsigned)call->node < LLM_NODE__MAX) {
 		nd = &c->llm.node[call->node];
@@ -260,9 +260,12 @@ request_body(const struct llm_call *call)
 	    json_object_get(call->messages) : json_object_new_array());
 	json_object_object_add(o, "stream",
 	    json_object_new_boolean(call->on_token != NULL));
-	if (nd != NULL && nd->temperature >= 0)
+	if (nd != NULL && nd->temperature >= 0) {
+		/* as written in the config, not 0.69999999999999996 */
+		snprintf(num, sizeof(num), "%.6g", nd->temperature);
 		json_object_object_add(o, "temperature",
-		    json_object_new_double(nd->temperature));
+		    json_object_new_double_s(nd->temperature, num));
+	}
 	if (nd != NULL && nd->max_tokens > 0)
 		json_object_object_add(o, "max_tokens",
 		    json_object_new_int(nd->max_tokens));
@@ -309,6 +312,8 @@ request_headers(const struct llm_call *call)
 		goto fail;
 	h = t;
 	if (key != NULL && key[0] != '\0') {
+		if (key[strcspn(key, "\r\n")] != '\0')
+			goto fail;	/* never a header break in a key */
 		n = strlen(key) + sizeof("Authorization: Bearer ");
 		if ((auth = malloc(n)) == NULL)
 			goto fail;

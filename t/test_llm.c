@@ -514,7 +514,7 @@ test_request(void)
 	conf_reset("echo");
 	conf.llm.api_key = "sk-test-123";
 	conf.llm.node[LLM_NODE_TAGGER].model = "tagger-model";
-	conf.llm.node[LLM_NODE_TAGGER].temperature = 0.25;
+	conf.llm.node[LLM_NODE_TAGGER].temperature = 0.7;
 	conf.llm.node[LLM_NODE_TAGGER].max_tokens = 50;
 	is_str(terr_code(chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res)), "ok",
 	    "echo: ok");
@@ -538,7 +538,9 @@ test_request(void)
 	    json_object_is_type(v, json_type_boolean) &&
 	    !json_object_get_boolean(v), "echo: stream false");
 	ok(json_object_object_get_ex(o, "temperature", &v) &&
-	    json_object_get_double(v) == 0.25, "echo: temperature 0.25");
+	    json_object_get_double(v) == 0.7, "echo: temperature 0.7");
+	ok(body && strstr(body, "\"temperature\":0.7,") != NULL,
+	    "echo: temperature written as 0.7");
 	ok(json_object_object_get_ex(o, "max_tokens", &v) &&
 	    json_object_get_int(v) == 50, "echo: max_tokens 50");
 	ok(json_object_object_get_ex(o, "response_format", &v) &&
@@ -554,6 +556,11 @@ test_request(void)
 	    json_object_array_get_idx(m, 1), "content")), "hello",
 	    "echo: user content");
 	json_object_put(o);
+	llm_result_free(&res);
+
+	conf.llm.api_key = "sk-1\r\nX-Injected: 1";
+	is_str(terr_code(chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res)), "internal",
+	    "echo: a key with a line break is refused, not sent");
 	llm_result_free(&res);
 
 	/* streamed, no key, node defaults: omitted fields */
