@@ -35,6 +35,7 @@ struct pool {
 	int		 gen[SB_MAX_WORKERS];
 	int		 retiring[SB_MAX_WORKERS];
 	int		 generation;
+	int		 booted;	/* the first maintenance pass ran */
 };
 
 static int
@@ -109,6 +110,7 @@ spawn(struct pool *p)
 		p->gen[slot] = p->generation;
 		p->retiring[slot] = 0;
 		atomic_fetch_add(&sb->workers_spawned, 1);
+		log_info("worker started: pid %d, slot %d", (int)pid, slot);
 		return 0;
 	}
 }
@@ -160,14 +162,15 @@ reap(struct pool *p)
 	}
 }
 
-/* Ask one idle worker to leave (dynamic/ondemand trimming, reload). */
+/* Ask one worker to leave (dynamic/ondemand trimming, reload). */
 static void
-retire(struct pool *p, int slot)
+retire(struct pool *p, int slot, const char *why)
 {
 	int pid = atomic_load(&sb->rows[slot].pid);
 
 	if (pid != 0 && !p->retiring[slot]) {
 		p->retiring[slot] = 1;
+		log_info("retiring %s worker: pid %d", why, pid);
 		kill(pid, SIGQUIT);
 	}
 }
@@ -196,7 +199,7 @@ maintain(struct pool *p)
 	 */
 	for (i = 0; i < SB_MAX_WORKERS; i++)
 		if (atomic_load(&sb->rows[i].pid) != 0 && p->gen[i] != p->generation)
-			retire(p, i);
+			retire(p, i, "old-configuration");
 	n = count_workers(p, &idle);
 	switch (c->pm) {
 	case PM_STATIC:
@@ -204,15 +207,16 @@ maintain(struct pool *p)
 		break;
 	case PM_DYNAMIC:
 		want = n;
-		if (n < c->start_processes)
+		/* start_processes at start-up only, as php-fpm's start_servers. */
+		if (!p->booted)
 			want = c->start_processes;
-		if (idle < c->min_spare_processes)
+		else if (idle < c->min_spare_processes)
 			want = n + (c->min_spare_processes - idle);
 		if (idle > c->max_spare_processes) {
 			for (i = 0; i < SB_MAX_WORKERS && idle > c->max_spare_processes; i++)
 				if (atomic_load(&sb->rows[i].pid) != 0 && !p->retiring[i] &&
 				    atomic_load(&sb->rows[i].busy) == 0) {
-					retire(p, i);
+					retire(p, i, "spare");
 					idle--;
 				}
 		}
@@ -229,13 +233,14 @@ maintain(struct pool *p)
 			    c->process_idle_timeout_ms &&
 			    now - atomic_load(&sb->rows[i].started_ms) >
 			    c->process_idle_timeout_ms)
-				retire(p, i);
+				retire(p, i, "idle");
 		break;
 	}
 	if (want > c->processes)
 		want = c->processes;
 	while (n < want && spawn(p) == 0)
 		n++;
+	p->booted = 1;
 }
 
 static void

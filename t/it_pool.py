@@ -117,6 +117,37 @@ with Stack(sim=False, processes=1, threads=2, conf={"max_requests": 3}) as s:
     tap.ok(pid0 != pid1, "worker recycled after max_requests", (pid0, pid1))
     tap.is_(s.status()["respawned_processes"], 0, "recycling is not counted as a crash")
 
+# pm = ondemand: no worker until a request comes; idle workers leave.
+with Stack(sim=False, processes=2, threads=4,
+           conf={"pm": "ondemand", "process_idle_timeout": "1s", "start_processes": 1}) as s:
+    time.sleep(0.5)
+    log = lambda: open(os.path.join(s.dir, "tandem.log")).read()
+    tap.is_(log().count("worker started"), 0, "ondemand: no worker before the first request")
+    st, hd, data = s.request("GET", "/api/agent/health")
+    tap.is_(st, 200, "ondemand: the first request spawns a worker and is served")
+    tap.ok(log().count("worker started") >= 1, "ondemand: a worker was started for it")
+    dt = wait(lambda: "retiring idle worker" in log(), 5)
+    tap.ok(dt is not None, "ondemand: the idle worker leaves after process_idle_timeout")
+
+# pm = dynamic: start_processes at start, grows when all are busy.
+with Stack(sim=False, processes=4, threads=2,
+           conf=dict(HOLD, pm="dynamic", start_processes=2, min_spare_processes=1,
+                     max_spare_processes=2)) as s:
+    n = len(s.tandem_pids())
+    tap.is_(n, 2, "dynamic: start_processes workers")
+    held = []
+    for i in range(4):
+        c, r = s.open_stream({"message": "hold %d" % i, "voice": False})
+        r.read1(100)
+        held.append(c)
+    dt = wait(lambda: len(s.tandem_pids()) >= 3, 5)
+    tap.ok(dt is not None, "dynamic: a fully busy pool grows by a spare worker")
+    for c in held:
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+    dt = wait(lambda: len(s.tandem_pids()) <= 2, 5)
+    tap.ok(dt is not None, "dynamic: idle workers above max_spare_processes leave")
+
 # Several tandem hosts behind one nginx upstream: failover when one is down.
 port2 = free_port()
 other = Stack(sim=False, listen="127.0.0.1:%d" % port2, start=False)
