@@ -14,11 +14,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from tandemtest import Stack, parse_sse_into, Result  # noqa: E402
 
 
-def first_event_times(s, body, wanted):
-    """Seconds from sending the request to the first of each wanted event type."""
+def read_events(s, body):
+    """Yield (seconds since the request, event) as each event arrives."""
     c, r = s.open_stream(body)
     t0 = time.perf_counter()
-    got = {}
     res = Result()
     buf = ""
     while True:
@@ -31,9 +30,16 @@ def first_event_times(s, body, wanted):
             n = len(res.events)
             parse_sse_into(res, block + "\n\n")
             for e in res.events[n:]:
-                if e["type"] in wanted and e["type"] not in got:
-                    got[e["type"]] = time.perf_counter() - t0
+                yield time.perf_counter() - t0, e
     c.close()
+
+
+def first_event_times(s, body, wanted):
+    """Seconds from sending the request to the first of each wanted event type."""
+    got = {}
+    for t, e in read_events(s, body):
+        if e["type"] in wanted and e["type"] not in got:
+            got[e["type"]] = t
     return got
 
 
@@ -122,28 +128,14 @@ def follow_up_delay(mode):
     with Stack(conf={"unmute.follow_up": mode}) as s:
         xs = []
         for _ in range(2):
-            c, r = s.open_stream({"message": "I have a mild headache, what helps?", "route": "medical"})
-            res = Result()
-            buf = ""
             t_done = t_audio2 = t_turn1 = None
-            while True:
-                b = r.read1(65536)
-                if not b:
-                    break
-                buf += b.decode()
-                while "\n\n" in buf:
-                    block, buf = buf.split("\n\n", 1)
-                    n = len(res.events)
-                    parse_sse_into(res, block + "\n\n")
-                    for e in res.events[n:]:
-                        now = time.perf_counter()
-                        if e["type"] == "workflow_complete":
-                            t_done = now
-                        if e["type"] == "audio_complete" and e["data"].get("turn") == 1:
-                            t_turn1 = now
-                        if e["type"] == "audio_chunk" and e["data"].get("turn", 1) >= 2 and t_audio2 is None:
-                            t_audio2 = now
-            c.close()
+            for now, e in read_events(s, {"message": "I have a mild headache, what helps?", "route": "medical"}):
+                if e["type"] == "workflow_complete":
+                    t_done = now
+                if e["type"] == "audio_complete" and e["data"].get("turn") == 1:
+                    t_turn1 = now
+                if e["type"] == "audio_chunk" and e["data"].get("turn", 1) >= 2 and t_audio2 is None:
+                    t_audio2 = now
             if t_done and t_audio2 and t_turn1:
                 xs.append(max(0.0, t_audio2 - max(t_done, t_turn1)))
         if xs:

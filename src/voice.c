@@ -110,17 +110,26 @@ leave(struct vsess *s)
 	s->streaming = 0;
 }
 
+/* Close both sessions and enter PH_DONE. Return 0, or -1 if already done. */
+static int
+wind_up(struct voice *v)
+{
+	if (v->phase == PH_DONE)
+		return -1;
+	leave(&v->s[0]);
+	leave(&v->s[1]);
+	v->phase = PH_DONE;
+	v->done_at = mono_ms();
+	return 0;
+}
+
 static void
 finish(struct voice *v)
 {
 	struct json_object *d;
 
-	if (v->phase == PH_DONE)
+	if (wind_up(v) == -1)
 		return;
-	leave(&v->s[0]);
-	leave(&v->s[1]);
-	v->phase = PH_DONE;
-	v->done_at = mono_ms();
 	d = json_object_new_object();
 	json_object_object_add(d, "turns", json_object_new_int(v->ev.turns_done));
 	json_object_object_add(d, "elapsed_ms",
@@ -135,12 +144,8 @@ fail(struct voice *v, const char *code, const char *msg)
 {
 	struct json_object *d;
 
-	if (v->phase == PH_DONE)
+	if (wind_up(v) == -1)
 		return;
-	leave(&v->s[0]);
-	leave(&v->s[1]);
-	v->phase = PH_DONE;
-	v->done_at = mono_ms();
 	v->err_code = code;
 	log_info("%s: voice: %s: %s", v->job->sse->request_id, code, msg);
 	if (strcmp(code, "unmute_busy") == 0 && sb != NULL)
