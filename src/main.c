@@ -172,8 +172,12 @@ main(int argc, char *argv[])
 		log_err("cannot map the scoreboard");
 		return 1;
 	}
-	if (is_cgi())
-		return run_cgi(&conf);
+	if (is_cgi()) {
+		rc = run_cgi(&conf);
+		conf_free(&conf);
+		curl_global_cleanup();
+		return rc;
+	}
 	if (conf.listen == NULL && listen_fd_is_listener(0)) {
 		/* spawn-fcgi / mod_fcgid: they manage the processes. */
 		sb_slot = 0;
