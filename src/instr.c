@@ -8,6 +8,14 @@
 #include "instr.h"
 #include "utf8.h"
 
+/*
+ * Unmute opens with the bot's own first message (its LLM sees a "Hello!"
+ * from the user) and has no way to inject user text (unmute-protocol.md
+ * §6), so the instructions tell it to answer the user in that message.
+ * The message itself stays the last paragraph.
+ */
+#define ANSWER_LEAD	"In your first message, answer the user's message " \
+			"below directly and briefly; do not greet first."
 #define FOLLOW_UP_HEAD	"Your first message must be exactly: "
 #define FOLLOW_UP_TAIL	". Say nothing else."
 
@@ -53,15 +61,16 @@ instr_text(const char *persona, const char *message)
 
 	if ((msg = instr_flatten(message, INSTR_MESSAGE_MAX)) == NULL)
 		return NULL;
-	if (persona == NULL || *persona == '\0')
-		return msg;
+	if (persona == NULL)
+		persona = "";
 	/* Trailing blank lines of the persona must not split paragraphs. */
 	plen = strlen(persona);
 	while (plen > 0 && (persona[plen - 1] == '\n' ||
 	    persona[plen - 1] == '\r' || persona[plen - 1] == ' ' ||
 	    persona[plen - 1] == '\t'))
 		plen--;
-	if (asprintf(&text, "%.*s\n\n%s", (int)plen, persona, msg) == -1)
+	if (asprintf(&text, "%.*s%s" ANSWER_LEAD "\n\n%s", (int)plen, persona,
+	    plen > 0 ? "\n\n" : "", msg) == -1)
 		text = NULL;
 	free(msg);
 	return text;

@@ -69,16 +69,20 @@ test_text(void)
 	size_t	 i;
 
 	t = instr_text("You are kind.\n\nBe brief.\n\n", "my knee\n\nhurts");
-	is_str(t, "You are kind.\n\nBe brief.\n\nmy knee hurts",
-	    "persona, blank line, message as one last paragraph");
+	is_str(t, "You are kind.\n\nBe brief.\n\nIn your first message, answer "
+	    "the user's message below directly and briefly; do not greet "
+	    "first.\n\nmy knee hurts",
+	    "persona, the lead-in, message as one last paragraph");
 	last = strrchr(t, '\n');
 	is_str(last + 1, "my knee hurts", "message is after the last blank line");
 	free(t);
 	t = instr_text("", "only the message");
-	is_str(t, "only the message", "empty persona: the message alone");
+	ok(strncmp(t, "In your first message", 21) == 0 &&
+	    strcmp(strrchr(t, '\n') + 1, "only the message") == 0,
+	    "empty persona: the lead-in and the message");
 	free(t);
 	t = instr_text(NULL, "x");
-	is_str(t, "x", "NULL persona: the message alone");
+	ok(strcmp(strrchr(t, '\n') + 1, "x") == 0, "NULL persona: the message last");
 	free(t);
 
 	msg = malloc(10000);
@@ -86,8 +90,8 @@ test_text(void)
 		memcpy(msg + i, "\xe2\x82\xac", 3);	/* € */
 	msg[9999 - 9999 % 3] = '\0';
 	t = instr_text("P", msg);
-	ok(strlen(t) <= 3 + INSTR_MESSAGE_MAX, "long message is bounded");
-	ok(strlen(t) > 3 + INSTR_MESSAGE_MAX - 4, "and cut near the bound");
+	ok(strlen(strrchr(t, '\n') + 1) <= INSTR_MESSAGE_MAX, "long message is bounded");
+	ok(strlen(strrchr(t, '\n') + 1) > INSTR_MESSAGE_MAX - 4, "and cut near the bound");
 	ok(utf8_valid(t, strlen(t)), "long message cut on a UTF-8 boundary");
 	free(t);
 	free(msg);
