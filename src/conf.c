@@ -46,8 +46,9 @@ struct conf_row {
 #define G(k, t, f, d, lo, hi)	{ "", k, t, offsetof(struct conf, f), d, lo, hi }
 #define U(k, t, f, d, lo, hi)	{ "unmute", k, t, offsetof(struct conf, unmute.f), d, lo, hi }
 #define L(k, t, f, d, lo, hi)	{ "llm", k, t, offsetof(struct conf, llm.f), d, lo, hi }
-#define NODE(sec, i) \
+#define NODE(sec, i, timeout) \
 	{ sec, "model", CT_STR, offsetof(struct conf, llm.node[i].model), NULL, 0, 0 }, \
+	{ sec, "timeout", CT_MSEC, offsetof(struct conf, llm.node[i].timeout_ms), timeout, 0, 86400000 }, \
 	{ sec, "prompt", CT_STR, offsetof(struct conf, llm.node[i].prompt), NULL, 0, 0 }, \
 	{ sec, "temperature", CT_DOUBLE, offsetof(struct conf, llm.node[i].temperature), "-1", 0, 0 }, \
 	{ sec, "max_tokens", CT_INT, offsetof(struct conf, llm.node[i].max_tokens), "0", 0, 1000000 }
@@ -109,12 +110,13 @@ static const struct conf_row conf_rows[] = {
 	L("timeout", CT_MSEC, timeout_ms, "120s", 100, 86400000),
 	L("max_response", CT_SIZE, max_response, "256k", 1024, 64 * 1024 * 1024),
 
-	NODE("node.llm_tagger", LLM_NODE_TAGGER),
-	NODE("node.semantic_precheck", LLM_NODE_PRECHECK),
-	NODE("node.postprocess", LLM_NODE_POSTPROCESS),
-	NODE("node.semantic_update", LLM_NODE_UPDATE),
-	NODE("node.medical", LLM_NODE_MEDICAL),
-	NODE("node.ui_change", LLM_NODE_UI_CHANGE),
+	/* The tagger has a short ceiling: past it, the keyword classifier. */
+	NODE("node.llm_tagger", LLM_NODE_TAGGER, "10s"),
+	NODE("node.semantic_precheck", LLM_NODE_PRECHECK, "15s"),
+	NODE("node.postprocess", LLM_NODE_POSTPROCESS, "0"),
+	NODE("node.semantic_update", LLM_NODE_UPDATE, "15s"),
+	NODE("node.medical", LLM_NODE_MEDICAL, "0"),
+	NODE("node.ui_change", LLM_NODE_UI_CHANGE, "0"),
 
 	{ "search", "url", CT_STR, offsetof(struct conf, search.url), NULL, 0, 0 },
 	{ "search", "timeout", CT_MSEC, offsetof(struct conf, search.timeout_ms), "10s", 50, 600000 },

@@ -43,6 +43,7 @@ struct conf_node {
 	char	*prompt;	/* system prompt; NULL: built-in default */
 	double	 temperature;
 	int	 max_tokens;
+	long	 timeout_ms;	/* ceiling of this node's call; 0: [llm] timeout */
 };
 
 struct conf {

@@ -342,6 +342,17 @@ free_headers(struct curl_slist *h)
 	curl_slist_free_all(h);
 }
 
+/* The hard ceiling of one call: the node's own, else [llm] timeout. */
+static long
+call_ceiling(const struct llm_call *call)
+{
+	const struct conf *c = call->conf;
+
+	if (call->node < LLM_NODE__MAX && c->llm.node[call->node].timeout_ms > 0)
+		return c->llm.node[call->node].timeout_ms;
+	return c->llm.timeout_ms;
+}
+
 static int
 setup_easy(struct xfer *x, const char *url, const char *body,
     struct curl_slist *hdrs)
@@ -366,8 +377,8 @@ setup_easy(struct xfer *x, const char *url, const char *body,
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	if (c->llm.connect_timeout_ms > 0)
 		SET(CURLOPT_CONNECTTIMEOUT_MS, c->llm.connect_timeout_ms);
-	if (c->llm.timeout_ms > 0)
-		SET(CURLOPT_TIMEOUT_MS, c->llm.timeout_ms);
+	if (call_ceiling(x->call) > 0)
+		SET(CURLOPT_TIMEOUT_MS, call_ceiling(x->call));
 #undef SET
 	return rc == CURLE_OK ? 0 : -1;
 }

@@ -226,6 +226,13 @@ with Stack(conf={"node.llm_tagger.prompt": "Route the message.",
     failed(r, "search slow", "web", ["upstream_timeout"])
     tap.ok(r.times[-1] < 1.5, "search timeout honoured (%.2f s)" % r.times[-1])
 
+# A slow tagger hits its own ceiling and the keyword classifier routes.
+with Stack(conf={"node.llm_tagger.timeout": "700ms", "llm.first_token_timeout": "30s"}) as s:
+    r = s.stream({"message": "I have a headache [[sim:slow=5000@route]]", "voice": False})
+    complete(r, "slow tagger", "medical", "medical", "fallback")
+    rt = [t for t, e in zip(r.times, r.events) if e["type"] == "route_tagged"]
+    tap.ok(rt and rt[0] < 2.0, "tagger ceiling honoured (%.2f s)" % (rt[0] if rt else -1))
+
 # The stream deadline while the LLM stalls: workflow_error stream_timeout.
 with Stack(conf={"request_timeout": "1500ms", "llm.stall_timeout": "60s",
                  "unmute.connect_timeout": "500ms", "heartbeat_interval": "1s"}) as s:
