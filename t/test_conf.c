@@ -91,6 +91,8 @@ test_defaults(void)
 	is_str(c.search.url, NULL, "default search url unset");
 	is_str(c.fhir.base_url, NULL, "default fhir unset");
 	is_int(c.llm.node[LLM_NODE_TAGGER].max_tokens, 0, "default node max_tokens");
+	is_int(c.llm.node[LLM_NODE_TAGGER].timeout_ms, 10000, "default tagger timeout");
+	is_int(c.llm.node[LLM_NODE_MEDICAL].timeout_ms, 0, "default medical timeout");
 	ok(c.llm.node[LLM_NODE_TAGGER].temperature == -1, "default node temperature -1");
 	is_str(c.auth_token, NULL, "no auth token by default");
 	conf_free(&c);
@@ -159,6 +161,7 @@ static const char every_key[] =
 	"prompt = \"Tag it.\"\n"
 	"temperature = 0.25\n"
 	"max_tokens = 64\n"
+	"timeout = 2500ms\n"
 	"[node.semantic_precheck]\n"
 	"model = pre\n"
 	"max_tokens = 65\n"
@@ -251,6 +254,7 @@ test_every_key(void)
 	is_str(c.llm.node[LLM_NODE_TAGGER].prompt, "Tag it.", "tagger prompt quoted");
 	ok(c.llm.node[LLM_NODE_TAGGER].temperature == 0.25, "tagger temperature");
 	is_int(c.llm.node[LLM_NODE_TAGGER].max_tokens, 64, "tagger max_tokens");
+	is_int(c.llm.node[LLM_NODE_TAGGER].timeout_ms, 2500, "tagger timeout");
 	is_str(c.llm.node[LLM_NODE_PRECHECK].model, "pre", "precheck model");
 	is_int(c.llm.node[LLM_NODE_PRECHECK].max_tokens, 65, "precheck max_tokens");
 	is_str(c.llm.node[LLM_NODE_POSTPROCESS].model, "post", "postprocess model");
