@@ -323,6 +323,19 @@ preflight(struct exchange *x)
 	x->outcome = "preflight";
 }
 
+/* A full pool warns once per episode (10 s), not once per refusal. */
+static void
+warn_overloaded(struct exchange *x)
+{
+	static atomic_llong	 last;
+	long long		 now = mono_ms(), prev = atomic_load(&last);
+
+	if (now - prev >= 10000 && atomic_compare_exchange_strong(&last, &prev, now))
+		log_warn("%s: stream refused: max_streams (%d) reached, %lld refused "
+		    "so far", x->request_id, x->conf->max_streams,
+		    sb ? (long long)atomic_load(&sb->rejected) : 0LL);
+}
+
 static void
 route_stream(struct exchange *x)
 {
@@ -340,8 +353,7 @@ route_stream(struct exchange *x)
 	if (sb_stream_acquire(x->conf->max_streams) == -1) {
 		snprintf(retry, sizeof(retry), "Retry-After: 1\r\n");
 		refuse(x, TERR_OVERLOADED, NULL, retry);
-		log_warn("%s: stream refused, max_streams (%d) reached",
-		    x->request_id, x->conf->max_streams);
+		warn_overloaded(x);
 		req_free(&r);
 		return;
 	}
