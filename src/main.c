@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -103,6 +105,18 @@ write_pid_file(const char *path)
 	return 0;
 }
 
+/* Remove the Unix socket this process made (not an inherited one). */
+static void
+unlink_own_socket(int fd)
+{
+	struct sockaddr_un	 sun;
+	socklen_t		 len = sizeof(sun);
+
+	if (getsockname(fd, (struct sockaddr *)&sun, &len) == 0 &&
+	    sun.sun_family == AF_UNIX && sun.sun_path[0] != '\0')
+		unlink(sun.sun_path);
+}
+
 static int
 run_cgi(const struct conf *c)
 {
@@ -119,7 +133,7 @@ main(int argc, char *argv[])
 	struct conf	 conf;
 	const char	*path = NULL;
 	char		 err[1024], where[256];
-	int		 ch, test = 0, fd, rc;
+	int		 ch, test = 0, fd, rc, own = 0;
 
 	/*
 	 * As a CGI program, argv may come from the query string (a query
@@ -192,7 +206,8 @@ main(int argc, char *argv[])
 	else if ((fd = listen_open(&conf, err, sizeof(err))) == -1) {
 		log_err("%s", err);
 		return 1;
-	}
+	} else
+		own = conf.listen == NULL || strncmp(conf.listen, "fd:", 3) != 0;
 	listen_describe(fd, where, sizeof(where));
 	log_notice("tandem %s listening on %s", PACKAGE_VERSION, where);
 	if (drop_privileges(&conf) == -1 || write_pid_file(conf.pid_file) == -1)
@@ -200,6 +215,8 @@ main(int argc, char *argv[])
 	rc = pm_run(&conf, path, fd);
 	if (conf.pid_file != NULL)
 		unlink(conf.pid_file);
+	if (own)
+		unlink_own_socket(fd);
 	conf_free(&conf);
 	curl_global_cleanup();
 	return rc;

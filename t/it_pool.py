@@ -71,6 +71,7 @@ with Stack(sim=False, conf=dict(HOLD, drain_timeout="1s"), processes=2, threads=
     except Exception:
         rc = None
     tap.is_(rc, 0, "master exits 0 after draining")
+    tap.ok(not os.path.exists(s.sock), "its Unix socket is removed on exit")
 
 with Stack(sim=False, processes=2, threads=4) as s:
     # A worker killed with SIGKILL is respawned and the pool keeps serving.

@@ -235,7 +235,16 @@ class Stack:
         env.update(self.env)
         return env
 
+    def restart_tandem(self):
+        """Stop tandem, rewrite its configuration from self.conf, start it."""
+        self.procs["tandem"].terminate()
+        self.procs["tandem"].wait(15)
+        self.write_conf()
+        self.start_tandem()
+
     def start_tandem(self):
+        if self.listen is None and os.path.exists(self.sock):
+            os.unlink(self.sock)
         p = subprocess.Popen([TANDEM, "-c", self.conf_path], env=self.tandem_env(),
                              stdout=open(os.path.join(self.dir, "tandem.out"), "w"),
                              stderr=subprocess.STDOUT)

@@ -7,7 +7,7 @@ cd "$top"
 
 PKGS="build-essential autoconf automake libtool pkg-config \
 libfcgi-dev libfcgi-bin libcurl4-openssl-dev libwebsockets-dev libjson-c-dev \
-libopus-dev libogg-dev nginx-light spawn-fcgi opus-tools python3 curl mandoc"
+libopus-dev libogg-dev nginx-light spawn-fcgi opus-tools python3 curl mandoc openssl"
 
 missing=""
 for p in $PKGS; do
