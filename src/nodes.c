@@ -131,28 +131,6 @@ ctx_results(struct ctx *c, struct json_object *results)
 	}
 }
 
-/* [system, history…, user]; history items are borrowed, not copied. */
-static struct json_object *
-messages(const char *system, struct json_object *history, const char *user)
-{
-	struct json_object	*a = json_object_new_array(), *m;
-	size_t			 i, n;
-
-	m = json_object_new_object();
-	json_object_object_add(m, "role", json_object_new_string("system"));
-	json_object_object_add(m, "content", json_object_new_string(system));
-	json_object_array_add(a, m);
-	n = history != NULL ? json_object_array_length(history) : 0;
-	for (i = 0; i < n; i++)
-		json_object_array_add(a,
-		    json_object_get(json_object_array_get_idx(history, i)));
-	m = json_object_new_object();
-	json_object_object_add(m, "role", json_object_new_string("user"));
-	json_object_object_add(m, "content", json_object_new_string(user));
-	json_object_array_add(a, m);
-	return a;
-}
-
 /*
  * Ask node n for a JSON answer. Return TERR_OK and the parsed object
  * (the caller puts it), or the LLM's error, or UPSTREAM_MALFORMED when
@@ -176,7 +154,7 @@ chat_json(struct wf *w, enum llm_node n, const char *context,
 	memset(&res, 0, sizeof(res));
 	call.conf = w->conf;
 	call.node = n;
-	call.messages = messages(sys, NULL, w->req->message);
+	call.messages = llm_messages(sys, NULL, w->req->message);
 	call.json_mode = 1;
 	call.stop = w->stop;
 	e = w->chat(&call, &res);
@@ -234,7 +212,8 @@ chat_stream(struct wf *w, enum llm_node n, const char *context)
 	memset(&res, 0, sizeof(res));
 	call.conf = w->conf;
 	call.node = n;
-	call.messages = messages(sys, w->req->history, w->req->message);
+	/* History as {role, content} only: servers reject other members. */
+	call.messages = llm_messages(sys, w->req->history, w->req->message);
 	call.on_token = on_token;
 	call.arg = &sa;
 	call.stop = w->stop;

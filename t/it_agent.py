@@ -85,6 +85,11 @@ with Stack(conf={"search.max_results": 2}) as s:
     tap.is_(wc and wc["answer"], text, "text: answer is the streamed text")
     tap.ok(len(r.of("agent_text_chunk")) > 3, "text: streamed in several chunks")
 
+    r = s.stream({"message": "and now?", "voice": False, "route": "text",
+                  "history": [{"role": "user", "content": "hi", "ts": 1},
+                              {"role": "assistant", "content": "hello", "id": "m2"}]})
+    complete(r, "history with extra members", "text", "text", "forced")
+
     r = s.stream({"message": "How are you today?", "voice": False})
     complete(r, "text without facts", "text", "text", "llm")
     tap.ok(r.first("memory_update") is None, "text without facts: no memory_update")

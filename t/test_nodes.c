@@ -23,6 +23,7 @@ static struct {
 } script[8];
 static int	 nscript;
 static int	 calls;
+static char	 last_prose[4096];	/* messages of the last prose call */
 
 static void
 answer(const char *marker, const char *text, enum terr err)
@@ -43,6 +44,10 @@ fake_chat(const struct llm_call *call, struct llm_result *res)
 
 	calls++;
 	memset(res, 0, sizeof(*res));
+	if (!call->json_mode)
+		snprintf(last_prose, sizeof(last_prose), "%s",
+		    json_object_to_json_string_ext(call->messages,
+		    JSON_C_TO_STRING_PLAIN));
 	json_object_object_get_ex(sys, "content", &content);
 	s = json_object_get_string(content);
 	for (i = 0; i < nscript; i++) {
@@ -67,13 +72,6 @@ fake_chat(const struct llm_call *call, struct llm_result *res)
 	}
 	res->err = TERR_LLM_UNAVAILABLE;
 	return res->err;
-}
-
-void
-llm_result_free(struct llm_result *r)
-{
-	free(r->text);
-	r->text = NULL;
 }
 
 /* The events of one run, as a list of (type, data). */
@@ -217,6 +215,20 @@ test_text_route(void)
 	    "update fails: completes");
 	ok(ev("memory_update") == NULL && ev("workflow_error") == NULL,
 	    "update fails: silent");
+
+	/*
+	 * History goes to the LLM as {role, content} only: OpenAI rejects
+	 * a message with any other member.
+	 */
+	answer("{\"remember\"", "{\"remember\": false}", TERR_OK);
+	answer(NULL, "Hi", TERR_OK);
+	run("{\"message\":\"and now?\",\"route\":\"text\",\"history\":["
+	    "{\"role\":\"user\",\"content\":\"hi\",\"ts\":1},"
+	    "{\"role\":\"assistant\",\"content\":\"hello\",\"id\":\"m2\"}]}");
+	ok(strstr(last_prose, ",{\"role\":\"user\",\"content\":\"hi\"},"
+	    "{\"role\":\"assistant\",\"content\":\"hello\"},"
+	    "{\"role\":\"user\",\"content\":\"and now?\"}]") != NULL,
+	    "history passed as role and content only: %s", last_prose);
 
 	/* Postprocess failure is the workflow's. */
 	answer("{\"remember\"", "{\"remember\": false}", TERR_OK);

@@ -346,6 +346,17 @@ def run(p, line):
     r = request(port, "POST", "/v1/chat/completions", "{not json")
     ok(r.status == 400 and json.loads(r.body)["error"]["type"] == "invalid_request_error",
        "400 on invalid JSON")
+    r = request(port, "POST", "/v1/chat/completions",
+                {"messages": [{"role": "user", "content": "x", "ts": 1}]})
+    ok(r.status == 400 and "'ts' was unexpected" in json.loads(r.body)["error"]["message"],
+       "400 on an unknown message member, as OpenAI", r.body)
+    r = request(port, "POST", "/v1/chat/completions",
+                {"messages": [{"role": "robot", "content": "x"}]})
+    is_(r.status, 400, "400 on an unknown role")
+    r = request(port, "POST", "/v1/chat/completions",
+                {"messages": [{"role": "system", "content": "s", "name": "n"},
+                              {"role": "user", "content": "x"}]})
+    is_(r.status, 200, "name is a known member")
     big = b'{"messages":[{"role":"user","content":"' + b"a" * (1024 * 1024) + b'"}]}'
     r = request(port, "POST", "/v1/chat/completions", big)
     is_(r.status, 413, "413 over 1 MiB")

@@ -12,6 +12,9 @@
  *                              "missing" 404, "gone" 410, "sim-NAME" fault
  *   GET  /sim/stats            the sim_stats counters as JSON
  *
+ * Requests are checked as the real API does: a message with a role or a
+ * member OpenAI does not know is a 400 invalid_request_error.
+ *
  * Chat answers are deterministic. U is the text of the LAST user message,
  * S the text of the first system message. S selects the node by a JSON
  * schema marker and the answer content is:
@@ -1472,6 +1475,46 @@ body_json(const struct conn *c)
 	return o;
 }
 
+/* The members and roles OpenAI accepts in a message; others are a 400. */
+static const char *const msg_members[] = {
+	"role", "content", "name", "tool_calls", "tool_call_id",
+	"function_call", "refusal", "audio", NULL
+};
+static const char *const msg_roles[] = {
+	"system", "developer", "user", "assistant", "tool", "function", NULL
+};
+
+static int
+in_list(const char *s, const char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (strcmp(s, *list) == 0)
+			return 1;
+	return 0;
+}
+
+/* As the real API: 400 for an unknown role or member. Return 0 or -1. */
+static int
+check_message(struct conn *c, struct json_object *m, size_t i,
+    const char *role)
+{
+	if (!in_list(role, msg_roles)) {
+		send_openai_error(c, 400, "invalid_request_error", NULL, NULL,
+		    "messages[%zu].role: invalid value '%s'", i, role);
+		return -1;
+	}
+	json_object_object_foreach(m, k, v) {
+		(void)v;
+		if (!in_list(k, msg_members)) {
+			send_openai_error(c, 400, "invalid_request_error", NULL,
+			    NULL, "Additional properties are not allowed "
+			    "('%s' was unexpected) - 'messages.%zu'", k, i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /*
  * Fill ch from the request's messages: S, U (pointing into req or into
  * owned[0], owned[1], which the caller frees), the node, the faults of
@@ -1501,6 +1544,8 @@ chat_messages(struct conn *c, struct json_object *req, struct chat *ch,
 			    NULL, "messages[%zu]: 'role' is required", i);
 			return -1;
 		}
+		if (check_message(c, m, i, role) == -1)
+			return -1;
 		text = content_text(m, &tmp);
 		ch->prompt_tokens += count_words(text);
 		if (strcmp(role, "system") == 0 && ch->S == NULL) {
