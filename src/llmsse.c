@@ -36,6 +36,11 @@ static enum llmsse_status line_end(struct llmsse *);
 static enum llmsse_status dispatch(struct llmsse *);
 static enum llmsse_status event(struct llmsse *, const char *, size_t);
 static enum llmsse_status chunk(struct llmsse *, struct json_object *);
+static enum llmsse_status emit(struct llmsse *, const char *, size_t);
+static enum llmsse_status give(struct llmsse *, const char *, size_t);
+static enum llmsse_status flush_pending(struct llmsse *);
+
+static const char replacement[] = "\xef\xbf\xbd";	/* U+FFFD */
 
 const char *
 llmsse_status_name(enum llmsse_status s)
@@ -228,7 +233,8 @@ event(struct llmsse *p, const char *s, size_t n)
 	if (n == 0)
 		return p->status;
 	if (n == 6 && memcmp(s, "[DONE]", 6) == 0) {
-		p->status = LLMSSE_DONE;
+		if (flush_pending(p) == LLMSSE_OK)
+			p->status = LLMSSE_DONE;
 		return p->status;
 	}
 	if ((tok = json_tokener_new()) == NULL)
@@ -255,7 +261,7 @@ event(struct llmsse *p, const char *s, size_t n)
 static enum llmsse_status
 chunk(struct llmsse *p, struct json_object *obj)
 {
-	struct json_object	*choices, *c0, *delta, *content;
+	struct json_object	*choices, *c0, *delta, *content, *fr;
 	char			 emsg[ERRMSG_MAX + 1];
 	char			 msg[sizeof(p->message)];
 	const char		*text;
@@ -282,6 +288,9 @@ chunk(struct llmsse *p, struct json_object *obj)
 	if (!json_object_is_type(c0, json_type_object))
 		return fail(p, LLMSSE_MALFORMED,
 		    "LLM stream choice is not an object");
+	if (json_object_object_get_ex(c0, "finish_reason", &fr) &&
+	    json_object_is_type(fr, json_type_string))
+		p->finished = 1;
 	if (!json_object_object_get_ex(c0, "delta", &delta) ||
 	    json_object_is_type(delta, json_type_null))
 		return p->status;
@@ -298,13 +307,117 @@ chunk(struct llmsse *p, struct json_object *obj)
 	len = (size_t)json_object_get_string_len(content);
 	if (len == 0)
 		return p->status;
-	if (!utf8_valid(text, len))
-		return fail(p, LLMSSE_MALFORMED,
-		    "LLM stream content is not valid UTF-8");
+	return emit(p, text, len);
+}
+
+/* Hand a token of valid UTF-8 to on_token; nothing when it is empty. */
+static enum llmsse_status
+give(struct llmsse *p, const char *text, size_t len)
+{
+	if (len == 0)
+		return p->status;
 	p->ntokens++;
 	if (p->on_token != NULL && p->on_token(p->arg, text, len) != 0)
 		return fail(p, LLMSSE_ABORTED, "aborted by the caller");
 	return p->status;
+}
+
+/*
+ * A delta's content: cleaned to valid UTF-8, with the held-back start
+ * of a split character before it and a new one held back after it.
+ */
+static enum llmsse_status
+emit(struct llmsse *p, const char *text, size_t len)
+{
+	char	*in, *out;
+	size_t	 n, tail, outlen;
+
+	if (p->npend == 0 && utf8_valid(text, len))
+		return give(p, text, len);
+	n = p->npend + len;
+	if ((in = malloc(n)) == NULL || (out = malloc(3 * n)) == NULL) {
+		free(in);
+		return fail(p, LLMSSE_NOMEM, "out of memory");
+	}
+	memcpy(in, p->pend, p->npend);
+	memcpy(in + p->npend, text, len);
+	outlen = llmsse_utf8_clean(in, n, out, &tail);
+	memcpy(p->pend, in + n - tail, tail);
+	p->npend = tail;
+	free(in);
+	give(p, out, outlen);
+	free(out);
+	return p->status;
+}
+
+/* The stream ends: a character still incomplete becomes U+FFFD. */
+static enum llmsse_status
+flush_pending(struct llmsse *p)
+{
+	if (p->npend == 0)
+		return p->status;
+	p->npend = 0;
+	return give(p, replacement, sizeof(replacement) - 1);
+}
+
+size_t
+llmsse_utf8_clean(const char *s, size_t n, char *out, size_t *tail)
+{
+	const unsigned char	*u = (const unsigned char *)s;
+	size_t			 i = 0, o = 0, need, k;
+	unsigned char		 lo, hi, c;
+
+	if (tail != NULL)
+		*tail = 0;
+	while (i < n) {
+		if (u[i] == 0) {
+			i++;
+			continue;
+		}
+		if (u[i] < 0x80) {
+			out[o++] = s[i++];
+			continue;
+		}
+		/* The second byte's range rules out overlongs and surrogates. */
+		lo = 0x80;
+		hi = 0xbf;
+		if (u[i] >= 0xc2 && u[i] <= 0xdf)
+			need = 1;
+		else if (u[i] >= 0xe0 && u[i] <= 0xef) {
+			need = 2;
+			if (u[i] == 0xe0)
+				lo = 0xa0;
+			else if (u[i] == 0xed)
+				hi = 0x9f;
+		} else if (u[i] >= 0xf0 && u[i] <= 0xf4) {
+			need = 3;
+			if (u[i] == 0xf0)
+				lo = 0x90;
+			else if (u[i] == 0xf4)
+				hi = 0x8f;
+		} else
+			need = 0;
+		for (k = 1; need > 0 && k <= need && i + k < n; k++) {
+			c = u[i + k];
+			if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xbf))
+				break;
+		}
+		if (need > 0 && k > need) {
+			memcpy(out + o, s + i, need + 1);
+			o += need + 1;
+			i += need + 1;
+			continue;
+		}
+		if (need > 0 && i + k == n && tail != NULL) {
+			*tail = n - i;
+			break;
+		}
+		/* The lead and its valid continuation bytes: one U+FFFD. */
+		memcpy(out + o, replacement, sizeof(replacement) - 1);
+		o += sizeof(replacement) - 1;
+		i += need > 0 ? k : 1;
+	}
+	return o;
 }
 
 enum llmsse_status
@@ -316,6 +429,8 @@ llmsse_finish(struct llmsse *p)
 		line_end(p);
 	if (p->status == LLMSSE_OK)
 		dispatch(p);
+	if (p->status == LLMSSE_OK)
+		flush_pending(p);
 	if (p->status == LLMSSE_OK)
 		fail(p, LLMSSE_CUT, "stream ended before [DONE]");
 	return p->status;

@@ -10,6 +10,11 @@
  * "[DONE]" or a JSON chunk whose choices[0].delta.content string is a
  * token. Line and event sizes are capped: nothing grows without bound.
  *
+ * Tokens handed to on_token are valid UTF-8 without NUL (they become JSON
+ * strings of events): a NUL is dropped, an invalid sequence becomes
+ * U+FFFD, and the bytes of a character that a server split across two
+ * deltas are held back until the rest arrives (U+FFFD if it never does).
+ *
  * Outcomes: a stream is good only when "[DONE]" was seen; one that ends
  * before it (llmsse_finish) is LLMSSE_CUT, which the client reports as
  * upstream_malformed "stream ended before [DONE]". Bytes after "[DONE]"
@@ -55,6 +60,9 @@ struct llmsse {
 	int		 has_data;	/* a data field since the last dispatch */
 	int		 after_cr;	/* last byte was CR: a leading LF ends nothing */
 	int		 first_line;	/* still on line one (a BOM may open it) */
+	int		 finished;	/* a choice had a finish_reason */
+	char		 pend[4];	/* start of a character split by a delta */
+	size_t		 npend;
 };
 
 /* Zero the parser with default caps; on_token may be NULL. */
@@ -70,6 +78,15 @@ enum llmsse_status llmsse_feed(struct llmsse *, const char *, size_t);
  * earlier error.
  */
 enum llmsse_status llmsse_finish(struct llmsse *);
+/*
+ * Copy s[0..n) to out as valid UTF-8 without NUL: a NUL is dropped, each
+ * maximal invalid sequence becomes U+FFFD. out must hold 3 * n bytes.
+ * When tail is not NULL, an incomplete character at the very end is not
+ * copied and *tail gets its length (at most 3); else it becomes U+FFFD.
+ * Return the bytes written.
+ */
+size_t		 llmsse_utf8_clean(const char *s, size_t n, char *out,
+		    size_t *tail);
 /* A short name of a status, for logs and tests. */
 const char	*llmsse_status_name(enum llmsse_status);
 

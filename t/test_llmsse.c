@@ -14,12 +14,14 @@
 
 #include "llmsse.h"
 #include "tap.h"
+#include "utf8.h"
 
 struct sink {
 	char	 text[8192];
 	size_t	 len;
 	int	 n;
 	int	 abort_after;	/* 0: never */
+	int	 bad;		/* tokens that are not valid UTF-8 */
 };
 
 struct outcome {
@@ -248,12 +250,30 @@ static const struct stream corpus[] = {
 	{ "content a number",
 	    "data: {\"choices\":[{\"delta\":{\"content\":5}}]}\n\n",
 	    LLMSSE_MALFORMED, "", 0, "LLM stream content is not a string", 0 },
+	/*
+	 * Content is made valid UTF-8 (tokens become JSON strings of
+	 * events): a NUL is dropped, an invalid byte becomes U+FFFD, and a
+	 * character a server split across deltas is put back together.
+	 */
 	{ "content with NUL",
-	    TOK("a\\u0000b"),
-	    LLMSSE_MALFORMED, "", 0, "LLM stream content is not valid UTF-8", 0 },
+	    TOK("a\\u0000b") "data: [DONE]\n\n",
+	    LLMSSE_DONE, "ab", 1, NULL, 0 },
 	{ "content with invalid UTF-8",
-	    TOK("bad \xff byte"),
-	    LLMSSE_MALFORMED, "", 0, "LLM stream content is not valid UTF-8", 0 },
+	    TOK("bad \xff byte") TOK("\xc0\xaf") "data: [DONE]\n\n",
+	    LLMSSE_DONE, "bad \xef\xbf\xbd byte\xef\xbf\xbd\xef\xbf\xbd", 2,
+	    NULL, 0 },
+	{ "a character split across two deltas",
+	    TOK("caf\xc3") TOK("\xa9 au lait") "data: [DONE]\n\n",
+	    LLMSSE_DONE, "caf\xc3\xa9 au lait", 2, NULL, 0 },
+	{ "an emoji split across three deltas",
+	    TOK("\xf0\x9f") TOK("\x98") TOK("\x80!") "data: [DONE]\n\n",
+	    LLMSSE_DONE, "\xf0\x9f\x98\x80!", 1, NULL, 0 },
+	{ "a split character never completed",
+	    TOK("end\xe6\x97") TOK("x") "data: [DONE]\n\n",
+	    LLMSSE_DONE, "end\xef\xbf\xbdx", 2, NULL, 0 },
+	{ "a split character left at [DONE]",
+	    TOK("end\xe6\x97") "data: [DONE]\n\n",
+	    LLMSSE_DONE, "end\xef\xbf\xbd", 2, NULL, 0 },
 	{ "cut after tokens",
 	    OA_TOK("The answer") OA_TOK(" is"),
 	    LLMSSE_CUT, "The answer is", 2, "stream ended before [DONE]", 0 },
@@ -297,6 +317,8 @@ collect(void *arg, const char *text, size_t len)
 		s->text[s->len] = '\0';
 	}
 	s->n++;
+	if (len == 0 || !utf8_valid(text, len))
+		s->bad++;
 	return s->abort_after && s->n >= s->abort_after;
 }
 
@@ -322,6 +344,9 @@ run(const struct stream *st, const size_t *cuts, size_t ncuts,
 	if (at < len)
 		llmsse_feed(&p, st->bytes + at, len - at);
 	o->status = llmsse_finish(&p);
+	/* every token must be non-empty, valid UTF-8 */
+	if (s.bad)
+		o->status = (enum llmsse_status)-1;
 	memcpy(o->text, s.text, s.len + 1);
 	o->n = s.n;
 	snprintf(o->message, sizeof(o->message), "%s", p.message);
@@ -543,6 +568,44 @@ test_error_object(void)
 	}
 }
 
+/* llmsse_utf8_clean on its own: what becomes U+FFFD, what is held back. */
+static void
+test_utf8_clean(void)
+{
+	static const struct {
+		const char	*in;
+		size_t		 len;
+		int		 with_tail;
+		const char	*out;
+		size_t		 tail;
+	} cases[] = {
+		{ "plain \xc3\xa9", 8, 1, "plain \xc3\xa9", 0 },
+		{ "a\0b", 3, 0, "ab", 0 },
+		{ "x\xe6\x97", 3, 1, "x", 2 },
+		{ "x\xe6\x97", 3, 0, "x\xef\xbf\xbd", 0 },
+		{ "\xf0\x9f\x98", 3, 1, "", 3 },
+		{ "\xed\xa0\x80", 3, 1, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 0 },
+		{ "\xe0\x80\xaf", 3, 1, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 0 },
+		{ "\xf4\x90\x80\x80", 4, 1,
+		    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 0 },
+		{ "\xe6\x97x", 3, 1, "\xef\xbf\xbdx", 0 },
+		{ "\xff", 1, 1, "\xef\xbf\xbd", 0 },
+	};
+	char	 out[64], name[64];
+	size_t	 i, n, tail;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		tail = 99;
+		n = llmsse_utf8_clean(cases[i].in, cases[i].len, out,
+		    cases[i].with_tail ? &tail : NULL);
+		out[n] = '\0';
+		snprintf(name, sizeof(name), "utf8_clean case %zu", i);
+		is_str(out, cases[i].out, name);
+		if (cases[i].with_tail)
+			is_int(tail, cases[i].tail, "  tail");
+	}
+}
+
 int
 main(void)
 {
@@ -552,5 +615,6 @@ main(void)
 		test_stream(&corpus[i]);
 	test_caps();
 	test_error_object();
+	test_utf8_clean();
 	return done();
 }
