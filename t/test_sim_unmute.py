@@ -569,6 +569,102 @@ def test_faults(port):
     ws.close()
 
 
+def test_session_markers(port):
+    """Keepalive pings, TTS warnings, an interruption, the STT held by a session."""
+    # ping=300: pings every 0.3 s; answered, the session lives on.
+    ws = WS(port)
+    ws.handshake()
+    ws.send(session_update("Hi.\n\n[[unmute:ping=300]][[unmute:slowgreet=600000]]Say hi"))
+    pings, closed, end = 0, None, time.time() + 1.5
+    while time.time() < end and closed is None:
+        try:
+            op, p = ws.recv_frame(timeout=max(0.05, end - time.time()))
+        except socket.timeout:
+            break
+        if op == 9:
+            pings += 1
+            ws.send_frame(10, p)
+        elif op == 8:
+            closed = struct.unpack(">H", p[:2])[0]
+    ok(pings >= 3 and closed is None, "ping=300: pings answered keep the session (%d pings)" % pings, closed)
+    ws.close()
+    # Unanswered, the session is closed 1011 after the timeout.
+    ws = WS(port)
+    ws.handshake()
+    ws.send(session_update("Hi.\n\n[[unmute:ping=300]][[unmute:slowgreet=600000]]Say hi"))
+    evs, hit = collect(ws, lambda e: etype(e) in ("close", "eof"), 2)
+    ok(hit and evs[-1][0] == "close" and evs[-1][1] == 1011 and "ping" in evs[-1][2],
+       "ping=300 unanswered: close 1011 (keepalive ping timeout)", evs[-1:])
+    ws.sock.close()
+
+    # busy in a turn: TTS warnings first, then the fatal and 1011.
+    ws = WS(port)
+    ws.handshake()
+    ws.send(session_update("Hi.\n\n[[unmute:busy]]Say hi"))
+    st = Streamer(ws)
+    st.start()
+    evs, hit = collect(ws, lambda e: etype(e) in ("close", "eof"), 5)
+    st.stop.set()
+    errs = [e["error"] for e in evs if etype(e) == "error"]
+    ok(len(errs) == 5 and all(e["type"] == "warning" and "Looking for the resources" in e["message"]
+                              for e in errs[:4])
+       and errs[4]["type"] == "fatal" and "Too many people" in errs[4]["message"]
+       and evs[-1][0] == "close" and evs[-1][1] == 1011,
+       "marker busy: four warnings, then fatal 'Too many people', close 1011", errs)
+    ws.sock.close()
+
+    # interrupt: the user's word cuts the greeting; its reply follows a pause.
+    ws = WS(port)
+    ws.handshake()
+    ws.send(session_update("Hello.\n\n[[unmute:interrupt]]Say hi to everyone in this room today please"))
+    st = Streamer(ws)
+    st.start()
+    evs, hit = collect(ws, lambda e: etype(e) == "response.audio.done", 8)
+    st.stop.set()
+    t = [etype(e) for e in evs]
+    i = t.index("unmute.interrupted_by_vad") if "unmute.interrupted_by_vad" in t else -1
+    ok(i > 0 and t.count("response.created") == 2 and t.index("response.created") < i
+       and "input_audio_buffer.speech_started" in t[:i]
+       and "conversation.item.input_audio_transcription.delta" in t[:i]
+       and t.count("response.audio.done") == 1
+       and "input_audio_buffer.speech_stopped" in t[i:]
+       and t.index("input_audio_buffer.speech_stopped", i) < len(t) - 1 - t[::-1].index("response.created"),
+       "marker interrupt: interrupted_by_vad, no audio.done, a reply after the pause", t)
+    ok(i > 0 and t[i + 1] == "response.audio.delta", "interrupt: the flush audio follows", t[i:i + 3])
+    j = len(t) - 1 - t[::-1].index("response.created") if "response.created" in t else 0
+    spoken = [e["delta"] for e in evs[j:] if etype(e) == "response.text.delta"]
+    is_(" ".join(spoken), "You said: Wait", "interrupt: the second turn answers the word")
+    ws.close()
+
+    # stt1: while that session is open (and 0.3 s after), others get 'stt' full.
+    a = WS(port)
+    a.handshake()
+    a.send(session_update("Hi.\n\n[[unmute:stt1]][[unmute:slowgreet=600000]]Say hi"))
+    collect(a, lambda e: etype(e) == "session.updated", 2)
+    b = WS(port)
+    b.handshake()
+    evs, hit = collect(b, lambda e: etype(e) in ("close", "eof"), 3)
+    ok(evs and etype(evs[0]) == "error" and evs[0]["error"]["type"] == "fatal"
+       and "service 'stt'" in evs[0]["error"]["message"] and evs[-1][0] == "close" and evs[-1][1] == 1011,
+       "stt1: another session gets the STT-full fatal and 1011", evs)
+    b.sock.close()
+    a.close()
+    time.sleep(0.05)
+    b = WS(port)
+    b.handshake()
+    evs, hit = collect(b, lambda e: etype(e) in ("close", "eof"), 3)
+    ok(evs and etype(evs[0]) == "error" and evs[0]["error"]["type"] == "fatal",
+       "stt1: just after it closes, the STT is still full", evs[:1])
+    b.sock.close()
+    time.sleep(0.5)
+    b = WS(port)
+    b.handshake()
+    b.send(session_update("Hi.\n\nSay hi"))
+    evs, hit = collect(b, lambda e: etype(e) in ("close", "eof", "error"), 0.5)
+    ok(not hit and evs and etype(evs[0]) == "session.updated", "stt1: 0.5 s later the STT is free", evs[:1])
+    b.close()
+
+
 def main():
     if not os.path.exists(TANDEM_SIM):
         print("1..0 # SKIP no tandem-sim at %s" % TANDEM_SIM)
@@ -589,6 +685,7 @@ def main():
         test_turns(port)
         test_max_clients(port)
         test_faults(port)
+        test_session_markers(port)
     finally:
         p.terminate()
         try:

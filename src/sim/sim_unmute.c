@@ -48,12 +48,16 @@
 #define DELTA_PAGES	2		/* 80 ms per response.audio.delta */
 #define REPLY_WORDS	30
 #define PING_SEC	20.0		/* uvicorn's ws_ping_interval/timeout */
+#define STT_LAG_SEC	0.3		/* an STT slot frees after its session */
+#define PAUSE_SEC	0.3		/* the VAD hears the user's pause */
+#define WARNINGS	4		/* "Looking for the resources" retries */
 
 #define MSG_FATAL	"Internal server error :( Complain to Kyutai"
 #define MSG_BUSY	"Too many people are connected to service 'stt'. " \
 			"Please try again later."
 #define MSG_TTS_BUSY	"Too many people are connected to service 'tts'. " \
 			"Please try again later."
+#define MSG_WARNING	"Looking for the resources, expect some latency."
 #define MSG_UNHEALTHY	"Server is not healthy: tts_up=False stt_up=True " \
 			"llm_up=True voice_cloning_up=False ok=False"
 #define EXPECTED_TAGS	"'session.update', 'input_audio_buffer.append', " \
@@ -77,6 +81,9 @@ enum fault {
 	F_EOF,
 	F_HTTP500,
 	F_SLOWGREET,
+	F_INTERRUPT,
+	F_STT1,
+	F_PING,
 	F__MAX
 };
 
@@ -96,11 +103,17 @@ static const char *const fault_names[F__MAX] = {
 	[F_EOF] = "eof",
 	[F_HTTP500] = "http500",
 	[F_SLOWGREET] = "slowgreet",
+	[F_INTERRUPT] = "interrupt",
+	[F_STT1] = "stt1",
+	[F_PING] = "ping",
 };
+
+/* Faults that take "=MS". */
+#define HAS_MS(f)	((f) == F_SLOWGREET || (f) == F_PING)
 
 struct fault_spec {
 	enum fault	 f;
-	int		 ms;		/* slowgreet=MS */
+	int		 ms;		/* slowgreet=MS, ping=MS */
 };
 
 /* What a queued item does when its time comes. */
@@ -110,7 +123,8 @@ enum item_kind {
 	I_CLOSE,	/* close frame (code, data as reason), end */
 	I_DROP,		/* close TCP with no close frame */
 	I_STALL,	/* send nothing more */
-	I_TURN_END	/* the bot's turn is over: data is its reply */
+	I_TURN_END,	/* the bot's turn is over: data is its reply */
+	I_USER_WORD	/* the bot was interrupted by the user's word (data) */
 };
 
 struct item {
@@ -160,6 +174,10 @@ struct session {
 	int		 ended;		/* 1: close frame sent, 2: drop */
 	double		 ping_at;	/* next keepalive ping */
 	double		 ping_sent;	/* > 0: a ping awaits its pong */
+	double		 ping_sec;	/* interval and timeout */
+	int		 stt_hold;	/* holds the only STT slot (stt1) */
+	char		*user_said;	/* a word awaiting its reply */
+	double		 pause_at;	/* audio_sec when the VAD hears a pause */
 };
 
 struct sim_unmute {
@@ -168,6 +186,8 @@ struct sim_unmute {
 	pthread_mutex_t	 mu;
 	pthread_cond_t	 cv;
 	int		 used;		/* slots taken */
+	int		 stt_held;	/* sessions holding the STT (stt1) */
+	double		 stt_free_at;	/* the STT is full until then */
 };
 
 static struct sim_unmute U = {
@@ -205,17 +225,17 @@ parse_fault(const char *s, size_t n, struct fault_spec *fs)
 		k = strlen(fault_names[i]);
 		if (n < k || strncmp(s, fault_names[i], k) != 0)
 			continue;
-		if (n == k && i != F_SLOWGREET) {
+		if (n == k && !HAS_MS(i)) {
 			fs->f = (enum fault)i;
 			fs->ms = 0;
 			return 0;
 		}
-		if (i == F_SLOWGREET && n > k + 1 && s[k] == '=') {
+		if (HAS_MS(i) && n > k + 1 && s[k] == '=') {
 			errno = 0;
 			ms = strtol(s + k + 1, &end, 10);
 			if (errno || end != s + n || ms < 0 || ms > 600000)
 				return -1;
-			fs->f = F_SLOWGREET;
+			fs->f = (enum fault)i;
 			fs->ms = (int)ms;
 			return 0;
 		}
@@ -1010,12 +1030,52 @@ synth(struct session *s, int nwords, unsigned char **out, size_t *outlen)
 	return oo_enc_pcm(s->enc, pcm, WORD_GAP, out, outlen);
 }
 
+/*
+ * The user speaks over the bot at time t: the STT word (the first of a
+ * session is ""), speech_started, interrupted_by_vad, the 1920-sample
+ * flush, and no response.audio.done; the word gets its reply once the
+ * VAD hears a pause in the received audio.
+ */
+static void
+q_interrupt(struct session *s, double t, const char *word)
+{
+	struct json_object *ev;
+	int16_t pcm[WORD_GAP];
+	unsigned char *ogg = NULL;
+	size_t ogglen = 0;
+	char *b;
+
+	ev = event_new("conversation.item.input_audio_transcription.delta");
+	json_object_object_add(ev, "delta", json_object_new_string(""));
+	json_object_object_add(ev, "start_time",
+	    json_object_new_double(s->audio_sec));
+	q_event(s, t, ev);
+	ev = event_new("conversation.item.input_audio_transcription.delta");
+	json_object_object_add(ev, "delta", json_object_new_string(word));
+	json_object_object_add(ev, "start_time",
+	    json_object_new_double(s->audio_sec + 0.1));
+	q_event(s, t, ev);
+	q_event(s, t, event_new("input_audio_buffer.speech_started"));
+	q_event(s, t, event_new("unmute.interrupted_by_vad"));
+	memset(pcm, 0, sizeof(pcm));
+	if (oo_enc_pcm(s->enc, pcm, WORD_GAP, &ogg, &ogglen) == 0 &&
+	    ogglen > 0 && (b = b64_encode(ogg, ogglen)) != NULL) {
+		ev = event_new("response.audio.delta");
+		json_object_object_add(ev, "delta", json_object_new_string(b));
+		free(b);
+		q_event(s, t, ev);
+	}
+	free(ogg);
+	q_add(s, t, I_USER_WORD, 0, word, strlen(word));
+}
+
 /* Queue the fault f at time t in a turn; return 1 if the turn ends. */
 static int
 q_fault(struct session *s, double t, enum fault f)
 {
 	struct json_object *ev;
 	char *b;
+	int i;
 
 	switch (f) {
 	case F_FATAL:
@@ -1023,6 +1083,10 @@ q_fault(struct session *s, double t, enum fault f)
 		q_add(s, t, I_CLOSE, 1011, MSG_FATAL, strlen(MSG_FATAL));
 		return 1;
 	case F_BUSY:
+		/* TTS full when a reply starts: warnings, then the fatal. */
+		for (i = 0; i < WARNINGS; i++)
+			q_event(s, t - (WARNINGS - i) * 0.0001,
+			    error_event("warning", MSG_WARNING, NULL));
 		q_event(s, t, error_event("fatal", MSG_TTS_BUSY, NULL));
 		q_add(s, t, I_CLOSE, 1011, MSG_TTS_BUSY, strlen(MSG_TTS_BUSY));
 		return 1;
@@ -1048,6 +1112,9 @@ q_fault(struct session *s, double t, enum fault f)
 	case F_NONJSON:
 		q_add(s, t, I_TEXT, 0, "this is not JSON {", 18);
 		return 0;
+	case F_INTERRUPT:
+		q_interrupt(s, t, "Wait");
+		return 1;
 	case F_BADOGG:
 		ev = event_new("response.audio.delta");
 		b = b64_encode((const unsigned char *)"this is not an Ogg page",
@@ -1184,7 +1251,8 @@ start_turn(struct session *s, const char *user, const char *reply)
 	if (ends_with_bye(reply))
 		q_add(s, tend + 1.0, I_CLOSE, 1000, "", 0);
 
-	if (fs.f != F_NONE && fs.f != F_SLOWGREET) {
+	if (fs.f != F_NONE && fs.f != F_SLOWGREET && fs.f != F_STT1 &&
+	    fs.f != F_PING) {
 		tf = now + FAULT_SEC / speed + 0.0025;
 		if (tf > tend)
 			tf = tend - 0.0001;
@@ -1203,18 +1271,53 @@ start_turn(struct session *s, const char *user, const char *reply)
 	qsort(s->q, s->nq, sizeof(*s->q), item_cmp);
 }
 
+/* The bot's next reply: to new instructions, a word, or a silence. */
 static char *
-next_reply(struct session *s, int greeting)
+next_reply(struct session *s, int greeting, const char *word)
 {
+	char *r;
+
 	if (greeting || s->instr_new) {
 		s->instr_new = 0;
 		s->silences = 0;
 		return derive_reply(s->instr != NULL ? s->instr :
 		    DEFAULT_PROMPT);
 	}
+	if (word != NULL) {
+		s->silences = 0;
+		return asprintf(&r, "You said: %s", word) == -1 ? NULL : r;
+	}
 	if (++s->silences > 3)
 		return strdup("Okay, I will let you go now. Bye!");
 	return strdup("Are you still there?");
+}
+
+/*
+ * A word the user said (an interruption): speech_stopped once the VAD
+ * hears a pause in the received audio, the STT flush, then the reply.
+ */
+static void
+user_turn(struct session *s, double now)
+{
+	char *reply;
+
+	if (s->flush_until < 0) {
+		if (s->audio_sec >= s->pause_at) {
+			q_event(s, now,
+			    event_new("input_audio_buffer.speech_stopped"));
+			s->flush_until = s->audio_sec + FLUSH_SEC;
+		}
+		return;
+	}
+	if (s->audio_sec < s->flush_until)
+		return;
+	s->flush_until = -1;
+	s->waiting_start = s->audio_sec;
+	if ((reply = next_reply(s, 0, s->user_said)) != NULL)
+		start_turn(s, s->user_said, reply);
+	free(reply);
+	free(s->user_said);
+	s->user_said = NULL;
 }
 
 /* The turn rules, run on every decoded piece of audio (§6, §10). */
@@ -1228,9 +1331,13 @@ on_audio(struct session *s, long samples)
 	if (s->stalled)
 		return;
 	if (s->turns == 0 && s->have_instr) {
-		if ((reply = next_reply(s, 1)) != NULL)
+		if ((reply = next_reply(s, 1, NULL)) != NULL)
 			start_turn(s, "Hello!", reply);
 		free(reply);
+		return;
+	}
+	if (!s->speaking && s->user_said != NULL) {
+		user_turn(s, now);
 		return;
 	}
 	if (s->speaking || now < s->done_wall + 1.0 / U.o.speed) {
@@ -1246,7 +1353,7 @@ on_audio(struct session *s, long samples)
 	if (s->flush_until >= 0 && s->audio_sec >= s->flush_until) {
 		s->flush_until = -1;
 		s->waiting_start = s->audio_sec;
-		if ((reply = next_reply(s, 0)) != NULL)
+		if ((reply = next_reply(s, 0, NULL)) != NULL)
 			start_turn(s, "...", reply);
 		free(reply);
 		return;
@@ -1274,9 +1381,58 @@ in_list(const char *s, const char *const *l, size_t n)
 	return 0;
 }
 
+/* stt1: this session holds the STT's only slot (compose batch_size 1). */
+static void
+stt_take(struct session *s)
+{
+	if (s->stt_hold)
+		return;
+	pthread_mutex_lock(&U.mu);
+	U.stt_held++;
+	pthread_mutex_unlock(&U.mu);
+	s->stt_hold = 1;
+}
+
+static void
+stt_give(struct session *s)
+{
+	if (!s->stt_hold)
+		return;
+	pthread_mutex_lock(&U.mu);
+	U.stt_held--;
+	U.stt_free_at = mono() + STT_LAG_SEC;
+	pthread_mutex_unlock(&U.mu);
+	s->stt_hold = 0;
+}
+
+static int
+stt_full(void)
+{
+	int full;
+
+	pthread_mutex_lock(&U.mu);
+	full = U.stt_held > 0 || mono() < U.stt_free_at;
+	pthread_mutex_unlock(&U.mu);
+	return full;
+}
+
+/* A marker or fault for the session (stt1, ping=MS) or its next turn. */
+static void
+set_fault(struct session *s, const struct fault_spec *f,
+    struct fault_spec *turn)
+{
+	if (f->f == F_STT1)
+		stt_take(s);
+	else if (f->f == F_PING) {
+		s->ping_sec = f->ms / 1000.0;
+		s->ping_at = mono() + s->ping_sec;
+	} else
+		*turn = *f;
+}
+
 /* Pull [[unmute:NAME]] markers out of text, in place; the last wins. */
 static void
-take_markers(char *text, struct fault_spec *fs)
+take_markers(struct session *s, char *text)
 {
 	char *p, *e;
 	struct fault_spec f;
@@ -1284,7 +1440,7 @@ take_markers(char *text, struct fault_spec *fs)
 	while ((p = strstr(text, "[[unmute:")) != NULL &&
 	    (e = strstr(p, "]]")) != NULL) {
 		if (parse_fault(p + 9, (size_t)(e - p - 9), &f) == 0)
-			*fs = f;
+			set_fault(s, &f, &s->turn_fault);
 		memmove(p, e + 2, strlen(e + 2) + 1);
 	}
 }
@@ -1393,7 +1549,7 @@ session_update(struct session *s, struct json_object *ev)
 	if (echo != NULL) {
 		t = strdup(text != NULL ? text : DEFAULT_PROMPT);
 		if (t != NULL) {
-			take_markers(t, &s->turn_fault);
+			take_markers(s, t);
 			free(s->instr);
 			s->instr = t;
 			s->have_instr = 1;
@@ -1573,7 +1729,9 @@ on_frame(struct session *s, int fin, int op, unsigned char *p, size_t n)
 			s->ended = 1;
 		} else if (op == 0x9)
 			ws_send(s->fd, 0xa, p, n);
-		else if (op != 0xa)
+		else if (op == 0xa)
+			s->ping_sent = 0;	/* the client is alive */
+		else
 			protocol_close(s, 1002, "unknown opcode");
 		return;
 	}
@@ -1733,6 +1891,15 @@ run_due(struct session *s)
 			json_object_array_add(s->history,
 			    msg_obj("assistant", it->data));
 			break;
+		case I_USER_WORD:
+			s->speaking = 0;
+			s->done_wall = now;
+			s->waiting_start = s->audio_sec;
+			s->flush_until = -1;
+			free(s->user_said);
+			s->user_said = strdup(it->data);
+			s->pause_at = s->audio_sec + PAUSE_SEC;
+			break;
 		}
 	}
 	if (done == 0)
@@ -1766,13 +1933,13 @@ keepalive(struct session *s)
 {
 	double now = mono();
 
-	if (s->ping_sent > 0 && now - s->ping_sent > PING_SEC) {
+	if (s->ping_sent > 0 && now - s->ping_sent > s->ping_sec) {
 		ws_close_frame(s->fd, 1011, "keepalive ping timeout");
 		s->ended = 1;
 		return -1;
 	}
 	if (now >= s->ping_at) {
-		s->ping_at = now + PING_SEC;
+		s->ping_at = now + s->ping_sec;
 		if (s->ping_sent == 0)
 			s->ping_sent = now;
 		if (ws_send(s->fd, 0x9, "sim", 3) == -1) {
@@ -1790,7 +1957,8 @@ session_run(struct session *s)
 	double wait;
 	int ms;
 
-	s->ping_at = mono() + PING_SEC;
+	if (s->ping_at == 0)
+		s->ping_at = mono() + s->ping_sec;
 	while (!s->ended) {
 		run_due(s);
 		if (s->ended)
@@ -1798,6 +1966,7 @@ session_run(struct session *s)
 		if (keepalive(s) == -1)
 			break;
 		wait = s->nq > 0 ? s->q[0].due - mono() : 1.0;
+		wait = fmin(wait, s->ping_at - mono());
 		ms = wait <= 0 ? 0 : wait > 1.0 ? 1000 : (int)(wait * 1000) + 1;
 		if (poll(&pfd, 1, ms) > 0 && read_frames(s) == -1)
 			break;
@@ -1815,6 +1984,7 @@ session_free(struct session *s)
 	free(s->msg);
 	free(s->instr);
 	free(s->voice);
+	free(s->user_said);
 	json_object_put(s->instr_echo);
 	json_object_put(s->history);
 	oo_dec_free(s->dec);
@@ -1829,8 +1999,8 @@ session(int fd, const struct fault_spec *fs)
 
 	memset(&s, 0, sizeof(s));
 	s.fd = fd;
-	s.fault = *fs;
 	s.flush_until = -1;
+	s.ping_sec = PING_SEC;
 	s.history = json_object_new_array();
 	s.dec = oo_dec_new(RATE, 1 << 20);
 	s.enc = oo_enc_new_rate(RATE, 40);
@@ -1843,6 +2013,13 @@ session(int fd, const struct fault_spec *fs)
 	}
 	atomic_fetch_add(&sim_stats.unmute_open, 1);
 	atomic_fetch_add(&sim_stats.unmute_sessions, 1);
+	/* STT full at connect time (a stt1 session holds it). */
+	if (fs->f != F_BUSY && fs->f != F_UNHEALTHY && stt_full()) {
+		fatal(&s, MSG_BUSY);
+		linger_close(&s);
+		goto out;
+	}
+	set_fault(&s, fs, &s.fault);
 	switch (fs->f) {
 	case F_BUSY:
 		/* STT full at connect time. */
@@ -1858,6 +2035,8 @@ session(int fd, const struct fault_spec *fs)
 		session_run(&s);
 		break;
 	}
+out:
+	stt_give(&s);
 	atomic_fetch_sub(&sim_stats.unmute_open, 1);
 	session_free(&s);
 }
