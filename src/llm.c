@@ -17,6 +17,7 @@
  * non-2xx body is only kept (bounded) to find a short error message.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 
 #include "llm.h"
 #include "llmsse.h"
+#include "log.h"
 #include "utf8.h"
 
 #define POLL_MS		100
@@ -170,9 +172,12 @@ on_delta(void *arg, const char *text, size_t len)
 	return 0;
 }
 
-/* On the first body byte: the status and type decide how to read it. */
+/*
+ * On the first body bytes p[0..n): the status, the type and perhaps the
+ * bytes decide how to read it. MODE_NONE: not yet known.
+ */
 static enum body_mode
-pick_mode(struct xfer *x)
+pick_mode(struct xfer *x, const char *p, size_t n)
 {
 	long	 status = 0;
 	char	*ctype = NULL;
@@ -182,11 +187,23 @@ pick_mode(struct xfer *x)
 		return MODE_ERROR;
 	if (!x->streaming)
 		return MODE_JSON;
-	/* a server that ignores "stream": true answers one JSON object */
+	/*
+	 * A server that ignores "stream": true answers one JSON object,
+	 * not always labelled as such; an event stream never opens with
+	 * '{', so the first byte that is not white space tells.
+	 */
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ctype);
 	if (ctype != NULL && strncasecmp(ctype, "application/json", 16) == 0)
 		return MODE_JSON;
-	return MODE_SSE;
+	if (ctype != NULL && strncasecmp(ctype, "text/event-stream", 17) == 0)
+		return MODE_SSE;
+	while (n > 0 && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+		p++;
+		n--;
+	}
+	if (n == 0)
+		return MODE_NONE;	/* decide on a later byte */
+	return *p == '{' ? MODE_JSON : MODE_SSE;
 }
 
 /*
@@ -202,8 +219,13 @@ on_write(char *ptr, size_t size, size_t nmemb, void *arg)
 
 	x->last_byte_ms = mono_now();
 	if (x->mode == MODE_NONE)
-		x->mode = pick_mode(x);
+		x->mode = pick_mode(x, ptr, n);
 	switch (x->mode) {
+	case MODE_NONE:
+		/* White space before a JSON answer: keep it, it parses. */
+		if (buf_add(&x->body, ptr, n, ERRBODY_MAX) == -1)
+			x->mode = MODE_SSE;
+		return n;
 	case MODE_ERROR:
 		if (x->body.len < ERRBODY_MAX)
 			buf_add(&x->body, ptr, n < ERRBODY_MAX - x->body.len ?
@@ -223,16 +245,24 @@ on_write(char *ptr, size_t size, size_t nmemb, void *arg)
 	}
 }
 
-/* "{base_url}/chat/completions", a trailing '/' of base_url dropped. */
-static char *
-chat_url(const char *base)
+char *
+llm_url(const char *base, const char *path)
 {
-	size_t	 n = strlen(base);
-	char	*url;
+	const char	*host;
+	size_t		 n = strlen(base);
+	char		*url;
 
 	while (n > 0 && base[n - 1] == '/')
 		n--;
-	if (asprintf(&url, "%.*s/chat/completions", (int)n, base) == -1)
+	/*
+	 * A base_url with no path ("http://host:8080") is the server: the
+	 * OpenAI-compatible API of every known server is under /v1 there.
+	 */
+	host = strstr(base, "://");
+	host = host != NULL ? host + 3 : base;
+	if (asprintf(&url, "%.*s%s/%s", (int)n, base,
+	    memchr(host, '/', n - (size_t)(host - base)) == NULL ? "/v1" : "",
+	    path) == -1)
 		return NULL;
 	return url;
 }
@@ -535,7 +565,52 @@ http_failure(struct xfer *x, long status)
 }
 
 /*
- * A whole JSON answer: choices[0].message.content must be a string.
+ * The text of a message's content: a string, or a list of parts whose
+ * "text" parts are joined (some servers answer so). Return a malloc'd
+ * string with its length in *len, or NULL when content is neither.
+ */
+static char *
+content_text(struct json_object *content, size_t *len)
+{
+	struct json_object	*part, *type, *t;
+	struct buf		 b = { NULL, 0, 0 };
+	size_t			 i, n;
+
+	*len = 0;
+	if (json_object_is_type(content, json_type_string)) {
+		/* not strndup: the text may hold a NUL, cleaned out later */
+		if (buf_add(&b, json_object_get_string(content),
+		    (size_t)json_object_get_string_len(content),
+		    SIZE_MAX / 4) == -1)
+			return NULL;
+		*len = b.len;
+		return b.p != NULL ? b.p : strdup("");
+	}
+	if (!json_object_is_type(content, json_type_array))
+		return NULL;
+	n = json_object_array_length(content);
+	for (i = 0; i < n; i++) {
+		part = json_object_array_get_idx(content, i);
+		if (json_object_object_get_ex(part, "type", &type) &&
+		    json_object_is_type(type, json_type_string) &&
+		    strcmp(json_object_get_string(type), "text") != 0)
+			continue;
+		if (!json_object_object_get_ex(part, "text", &t) ||
+		    !json_object_is_type(t, json_type_string))
+			continue;
+		if (buf_add(&b, json_object_get_string(t),
+		    (size_t)json_object_get_string_len(t), SIZE_MAX / 4) == -1) {
+			free(b.p);
+			return NULL;
+		}
+	}
+	*len = b.len;
+	return b.p != NULL ? b.p : strdup("");
+}
+
+/*
+ * A whole JSON answer: choices[0].message.content must be text (a
+ * string or text parts), cleaned to valid UTF-8 as stream tokens are.
  * When the call streams (the server ignored "stream"), the content is
  * passed on as one token.
  */
@@ -543,8 +618,9 @@ static void
 json_answer(struct xfer *x)
 {
 	struct json_object	*o, *choices, *c0, *m, *content;
-	char			 emsg[128], msg[160];
+	char			 emsg[128], msg[160], *text = NULL, *clean;
 	const char		*why = NULL;
+	size_t			 len = 0;
 
 	o = x->body.p != NULL ? json_tokener_parse(x->body.p) : NULL;
 	if (!json_object_is_type(o, json_type_object))
@@ -562,27 +638,43 @@ json_answer(struct xfer *x)
 	    json_type_object) ||
 	    !json_object_object_get_ex(c0, "message", &m) ||
 	    !json_object_object_get_ex(m, "content", &content) ||
-	    !json_object_is_type(content, json_type_string))
+	    (text = content_text(content, &len)) == NULL)
 		why = "LLM answer has no choices[0].message.content";
-	else if (!utf8_valid(json_object_get_string(content),
-	    (size_t)json_object_get_string_len(content)))
-		why = "LLM answer content is not valid UTF-8";
-	else if (json_object_get_string_len(content) > 0)
-		on_delta(x, json_object_get_string(content),
-		    (size_t)json_object_get_string_len(content));
+	else if (utf8_valid(text, len)) {
+		if (len > 0)
+			on_delta(x, text, len);
+	} else if ((clean = malloc(3 * len)) == NULL)
+		xfer_fail(x, TERR_INTERNAL, "out of memory");
+	else {
+		len = llmsse_utf8_clean(text, len, clean, NULL);
+		if (len > 0)
+			on_delta(x, clean, len);
+		free(clean);
+	}
 	if (why != NULL)
 		xfer_fail(x, TERR_UPSTREAM_MALFORMED, why);
+	free(text);
 	json_object_put(o);
 }
 
-/* The end of a 2xx stream: [DONE] or why not. */
+/*
+ * The end of a 2xx stream: [DONE] or why not. Some servers (older
+ * llama.cpp among them) close the response after the finish_reason
+ * chunk without a [DONE]: an answer that says it is finished and whose
+ * response ended cleanly (rc) is whole. A stream cut before that is not.
+ */
 static void
-sse_answer(struct xfer *x)
+sse_answer(struct xfer *x, CURLcode rc)
 {
 	enum llmsse_status st = llmsse_finish(&x->sse);
 
 	switch (st) {
 	case LLMSSE_DONE:
+		return;
+	case LLMSSE_CUT:
+		if (x->sse.finished && rc == CURLE_OK)
+			return;
+		xfer_fail(x, TERR_UPSTREAM_MALFORMED, x->sse.message);
 		return;
 	case LLMSSE_ABORTED:
 		return;		/* x->cancelled or x->err says why */
@@ -626,13 +718,14 @@ conclude(struct xfer *x, CURLcode rc)
 	if (x->mode == MODE_NONE)
 		x->mode = x->streaming ? MODE_SSE : MODE_JSON;
 	if (x->mode == MODE_SSE)
-		sse_answer(x);
+		sse_answer(x, rc);
 	else
 		json_answer(x);
 }
 
-enum terr
-llm_chat(const struct llm_call *call, struct llm_result *res)
+/* One request and its answer; see llm_chat(). */
+static enum terr
+chat_once(const struct llm_call *call, struct llm_result *res)
 {
 	struct xfer		 x;
 	struct curl_slist	*hdrs = NULL;
@@ -650,7 +743,7 @@ llm_chat(const struct llm_call *call, struct llm_result *res)
 	x.sse.max_line = x.sse.max_event = x.max_response + 4096;
 
 	if (call->conf->llm.base_url == NULL ||
-	    (url = chat_url(call->conf->llm.base_url)) == NULL ||
+	    (url = llm_url(call->conf->llm.base_url, "chat/completions")) == NULL ||
 	    (body = request_body(call)) == NULL ||
 	    (hdrs = request_headers(call)) == NULL ||
 	    (x.easy = curl_easy_init()) == NULL ||
@@ -693,6 +786,26 @@ llm_chat(const struct llm_call *call, struct llm_result *res)
 	res->ntokens = x.ntokens;
 	res->text = x.text.p != NULL ? x.text.p : strdup("");
 	return res->err;
+}
+
+enum terr
+llm_chat(const struct llm_call *call, struct llm_result *res)
+{
+	struct llm_call	 plain;
+
+	if (chat_once(call, res) != TERR_UPSTREAM_HTTP || !call->json_mode ||
+	    (res->http_status != 400 && res->http_status != 422))
+		return res->err;
+	/*
+	 * Servers without a JSON mode (older llama.cpp, some vLLM models)
+	 * refuse response_format with a 400 (422 from FastAPI ones): ask
+	 * once more without it. The prompt asks for JSON all the same.
+	 */
+	log_info("llm: %s; retrying without response_format", res->message);
+	llm_result_free(res);
+	plain = *call;
+	plain.json_mode = 0;
+	return chat_once(&plain, res);
 }
 
 void

@@ -39,10 +39,14 @@ struct llm_result {
 #define LLM_CANCEL_CALLER	2	/* on_token returned non-zero */
 
 /*
- * Run one call; stream when call->on_token is set. Always fills res;
+ * Run one call; stream when call->on_token is set. A json_mode call that
+ * the server refuses with 400 or 422 (no JSON mode there) is asked once
+ * more without response_format. Always fills res;
  * the caller frees res->text with llm_result_free(). Returns res->err:
  *   TERR_OK                  the answer is complete ([DONE] seen when
- *                            streaming); res->text holds all of it
+ *                            streaming, or a finish_reason and then a
+ *                            clean end of the response); res->text
+ *                            holds all of it
  *   TERR_LLM_UNAVAILABLE     no connection (refused, DNS, connect
  *                            timeout, TLS handshake, bad URL)
  *   TERR_UPSTREAM_HTTP       a non-2xx status ("LLM answered HTTP 429"),
@@ -65,6 +69,12 @@ void		 llm_result_free(struct llm_result *);
  * free it sooner, e.g. before a long idle spell.
  */
 void		 llm_thread_cleanup(void);
+/*
+ * The URL of an API path ("chat/completions", "models") under base_url:
+ * a trailing '/' dropped, "/v1" added when base_url has no path at all.
+ * Return a malloc'd string or NULL.
+ */
+char		*llm_url(const char *base_url, const char *path);
 /* Build a messages array: system prompt, history (may be NULL), user text. */
 struct json_object *llm_messages(const char *system, struct json_object *history,
 		    const char *user);

@@ -204,7 +204,44 @@ handle(int fd)
 			wr(fd, js, strlen(js));
 		}
 		json_object_put(o);
-	} else if (strcmp(scen, "e500") == 0)
+	} else if (strcmp(scen, "v1") == 0) {
+		/* a base_url with no path: the request line tells where it went */
+		p = strstr(req, " HTTP/1.1\r\n");
+		wr(fd, JSON_HEAD "{\"choices\":[{\"message\":{\"content\":\"",
+		    strlen(JSON_HEAD "{\"choices\":[{\"message\":{\"content\":\""));
+		if (p != NULL)
+			wr(fd, req, (size_t)(p - req));
+		wr(fd, "\"}}]}", 5);
+	} else if (strcmp(scen, "rfmode") == 0) {
+		/* an older llama.cpp: response_format is a 400 */
+		if (strstr(req, "\"response_format\"") != NULL)
+			wr_pieces(fd, "HTTP/1.1 400 Bad Request\r\nContent-Type: "
+			    "application/json\r\nConnection: close\r\n\r\n"
+			    "{\"error\":{\"code\":400,\"message\":\"Unsupported "
+			    "response_format\",\"type\":\"invalid_request_error\"}}",
+			    1000, 0);
+		else
+			wr_pieces(fd, JSON_HEAD "{\"choices\":[{\"message\":"
+			    "{\"content\":\"{\\\"route\\\":\\\"web\\\"}\"}}]}",
+			    1000, 0);
+	} else if (strcmp(scen, "parts") == 0)
+		wr_pieces(fd, JSON_HEAD "{\"choices\":[{\"message\":{\"role\":"
+		    "\"assistant\",\"content\":[{\"type\":\"text\",\"text\":"
+		    "\"{\\\"route\\\":\"},{\"type\":\"image_url\",\"image_url\":"
+		    "{}},{\"type\":\"text\",\"text\":\"\\\"web\\\"}\"}]}}]}",
+		    1000, 0);
+	else if (strcmp(scen, "badutf8") == 0)
+		wr_pieces(fd, JSON_HEAD "{\"choices\":[{\"message\":{\"content\":"
+		    "\"caf\xc3 \\u0000ok\"}}]}", 1000, 0);
+	else if (strcmp(scen, "plainstream") == 0)
+		/* stream asked, one JSON answer with a non-JSON type */
+		wr_pieces(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+		    "Connection: close\r\n\r\n \n{\"choices\":[{\"message\":"
+		    "{\"content\":\"whole\"}}]}", 1000, 0);
+	else if (strcmp(scen, "nodone") == 0)
+		/* finish_reason, then a clean close without [DONE] */
+		wr_pieces(fd, SSE_HEAD ROLE TOK("all") TOK(" here") FINISH, 1000, 0);
+	else if (strcmp(scen, "e500") == 0)
 		wr_pieces(fd, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: "
 		    "application/json\r\nConnection: close\r\n\r\n"
 		    "{\"error\":{\"message\":\"internal boom\",\"type\":\"server_error\"}}",
@@ -499,6 +536,65 @@ test_json(void)
 	    "stream over max_response: upstream_malformed");
 	ok(strlen(res.text) <= 1024, "  text kept within max_response (%zu)",
 	    strlen(res.text));
+	llm_result_free(&res);
+}
+
+/* What real servers do differently from OpenAI. */
+static void
+test_compat(void)
+{
+	struct llm_result	 res;
+	struct tokens		 t;
+
+	conf_reset("rfmode");
+	is_str(terr_code(chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res)), "ok",
+	    "response_format refused with 400: retried without it");
+	is_str(res.text, "{\"route\":\"web\"}", "  the retry's content");
+	llm_result_free(&res);
+	conf_reset("e404");
+	is_str(terr_code(chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res)),
+	    "upstream_http_error", "other statuses: no retry, the error");
+	llm_result_free(&res);
+
+	conf_reset("parts");
+	is_str(terr_code(chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res)), "ok",
+	    "content as a list of parts: ok");
+	is_str(res.text, "{\"route\":\"web\"}", "  the text parts joined");
+	llm_result_free(&res);
+
+	conf_reset("badutf8");
+	is_str(terr_code(chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res)), "ok",
+	    "content with invalid UTF-8 and NUL: ok");
+	is_str(res.text, "caf\xef\xbf\xbd ok", "  cleaned as stream tokens are");
+	llm_result_free(&res);
+
+	memset(&t, 0, sizeof(t));
+	conf_reset("plainstream");
+	is_str(terr_code(chat(LLM_NODE_MEDICAL, 0, &t, NULL, &res)), "ok",
+	    "stream ignored, JSON sent as text/plain: ok");
+	is_str(t.text, "whole", "  the content as one token");
+	llm_result_free(&res);
+
+	memset(&t, 0, sizeof(t));
+	conf_reset("nodone");
+	is_str(terr_code(chat(LLM_NODE_MEDICAL, 0, &t, NULL, &res)), "ok",
+	    "finish_reason then a clean close, no [DONE]: ok");
+	is_str(res.text, "all here", "  the whole text");
+	llm_result_free(&res);
+
+	conf_reset("v1");
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+	is_str(terr_code(chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res)), "ok",
+	    "base_url without a path: ok");
+	is_str(res.text, "POST /v1/chat/completions", "  /v1 added");
+	llm_result_free(&res);
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d/", port);
+	chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res);
+	is_str(res.text, "POST /v1/chat/completions", "  also after a '/'");
+	llm_result_free(&res);
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", port);
+	chat(LLM_NODE_TAGGER, 1, NULL, NULL, &res);
+	is_str(res.text, "POST /v1/chat/completions", "  /v1 given: kept once");
 	llm_result_free(&res);
 }
 
@@ -871,6 +967,7 @@ main(void)
 	test_stream();
 	test_json();
 	test_request();
+	test_compat();
 	test_errors();
 	test_cancel();
 	test_reuse();
