@@ -100,8 +100,7 @@ patient_has_details(struct json_object *p)
 	if (p == NULL || !json_object_is_type(p, json_type_object))
 		return 0;
 	json_object_object_foreach(p, k, v) {
-		(void)v;
-		if (strcmp(k, "id") != 0)
+		if (strcmp(k, "id") != 0 && v != NULL)
 			return 1;
 	}
 	return 0;

@@ -38,7 +38,7 @@ struct json_object *fhir_map_patient(struct json_object *resource);
  * type kept (bounded), the rest dropped. Return a new object.
  */
 struct json_object *patient_normalise(struct json_object *patient);
-/* 1 if the request's patient has any field besides "id". */
+/* 1 if the request's patient has any non-null field besides "id". */
 int		 patient_has_details(struct json_object *patient);
 
 #endif

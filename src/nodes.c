@@ -450,7 +450,9 @@ node_patient(struct wf *w)
 	char			 msg[160];
 
 	if (patient_has_details(rp)) {
-		p = patient_normalise(rp);
+		/* SPEC §3.2: used as is (it is the client's own, checked). */
+		if (json_object_deep_copy(rp, &p, NULL) != 0)
+			return wf_fail(w, TERR_INTERNAL, "out of memory");
 		source = "request";
 	} else if (rp != NULL && json_object_object_get_ex(rp, "id", &id) &&
 	    json_object_is_type(id, json_type_string) &&

@@ -152,10 +152,8 @@ with Stack(conf={"search.max_results": 2}) as s:
     complete(r, "forced patient", "patient", "patient", "forced")
     tap.is_(data(r, "patient_info"),
             {"source": "request", "patient": {"id": "x9", "name": "Max Mustermann",
-                                              "birth_date": None, "sex": None,
-                                              "conditions": [], "medications": [],
                                               "allergies": ["penicillin"]}},
-            "patient: the request's record, normalised")
+            "patient: the request's record, used as is (SPEC 3.2)")
     r = s.stream({"message": "hello", "voice": False, "route": "patient"})
     complete(r, "patient none", "patient", "patient", "forced")
     tap.is_(data(r, "patient_info"), {"patient": None, "source": "none"}, "no patient: null, none")

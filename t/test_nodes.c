@@ -281,10 +281,20 @@ test_ui_and_patient_and_web(void)
 	is_int(run("{\"message\":\"me\",\"route\":\"patient\",\"patient\":"
 	    "{\"id\":\"p7\",\"sex\":\"female\"}}"), WF_COMPLETE, "patient");
 	is_str(ev_str("patient_info", "source"), "request", "from the request");
-	is_str(ev_str("patient_info", "patient"), "{\"id\":\"p7\",\"name\":null,"
-	    "\"birth_date\":null,\"sex\":\"female\",\"conditions\":[],"
-	    "\"medications\":[],\"allergies\":[]}", "normalised");
+	is_str(ev_str("patient_info", "patient"), "{\"id\":\"p7\","
+	    "\"sex\":\"female\"}", "the request's patient used as is");
 	is_int(calls, 0, "patient: no LLM call");
+	run("{\"message\":\"me\",\"route\":\"patient\",\"patient\":{\"id\":\"p7\","
+	    "\"name\":\"Ann\",\"conditions\":[\"asthma\"],\"mrn\":\"123\"}}");
+	is_str(ev_str("patient_info", "patient"), "{\"id\":\"p7\",\"name\":\"Ann\","
+	    "\"conditions\":[\"asthma\"],\"mrn\":\"123\"}",
+	    "the request's patient used as is, members of its own too");
+	is_str(ev_str("workflow_complete", "answer"), "Patient record: Ann.",
+	    "summary of the request's patient");
+	run("{\"message\":\"me\",\"route\":\"patient\",\"patient\":{\"id\":\"p7\","
+	    "\"name\":null}}");
+	is_str(ev_str("patient_info", "source"), "none",
+	    "id and null members only: an id-only patient");
 	run("{\"message\":\"me\",\"route\":\"patient\",\"patient\":{\"id\":\"p7\"}}");
 	is_str(ev_str("patient_info", "source"), "none", "id only, no FHIR: none");
 	is_str(ev_str("workflow_complete", "answer"), "", "no record: empty answer");
