@@ -1,17 +1,28 @@
 /*
  * Worker process. The listening socket is non-blocking and every
  * acceptor polls it with a timeout, so that draining never waits on a
- * blocked accept() (libfcgi returns -EAGAIN instead); one acceptor per
- * process polls at a time, so a connection wakes one thread per process.
+ * blocked accept(); one acceptor per process polls at a time, so a
+ * connection wakes one thread per process. tandem accepts the connection
+ * itself and hands it to libfcgi, which then reads the request from it:
+ * libfcgi would read the params while our accept lock is held, with no
+ * timeout, so one peer that stalls would stop every acceptor.
  * Signals are blocked in every thread and taken with sigtimedwait() in
  * the main thread: libfcgi's own SIGTERM handler would only set a flag.
  */
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,29 +56,124 @@ row(void)
 	return &sb->rows[sb_slot < 0 ? 0 : sb_slot];
 }
 
-/* Wait for a connection and accept it. Return 0, or -1 when draining. */
+/*
+ * nginx sends the params and the body at once; a peer silent this long
+ * while tandem reads its request is dropped.
+ */
+#define PEER_READ_TIMEOUT_S	10
+/*
+ * A write that makes no progress for this many heartbeat intervals means
+ * a client that no longer reads: the stream ends as if it had left.
+ */
+#define WRITE_STALL_BEATS	4
+#define WRITE_STALL_MIN_MS	1000
+
+/*
+ * FCGI_WEB_SERVER_ADDRS, as libfcgi's own accept honours it: a TCP peer
+ * must be in the comma-separated list when the list is set. Return 1
+ * when the peer may talk to us.
+ */
 static int
-accept_one(FCGX_Request *req, int fd)
+peer_allowed(int fd)
 {
-	struct pollfd	pfd = { .fd = fd, .events = POLLIN };
-	int		rc;
+	const char		*list = getenv("FCGI_WEB_SERVER_ADDRS");
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof(ss);
+	char			 addr[INET6_ADDRSTRLEN], *copy, *tok, *save;
+	int			 ok = 0;
+
+	if (list == NULL || *list == '\0')
+		return 1;
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1)
+		return 0;
+	if (ss.ss_family == AF_UNIX)
+		return 1;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr,
+		    sizeof(addr));
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr,
+		    sizeof(addr));
+	else
+		return 0;
+	if ((copy = strdup(list)) == NULL)
+		return 0;
+	for (tok = strtok_r(copy, ", ", &save); tok != NULL && !ok;
+	    tok = strtok_r(NULL, ", ", &save))
+		ok = strcmp(tok, addr) == 0;
+	free(copy);
+	return ok;
+}
+
+/* Bound how long one peer can hold this thread in a read or a write. */
+static void
+set_peer_timeouts(int fd, const struct conf *c)
+{
+	struct timeval	rcv = { PEER_READ_TIMEOUT_S, 0 }, snd;
+	long		ms = c->heartbeat_ms * WRITE_STALL_BEATS;
+	int		one = 1;
+
+	if (ms < WRITE_STALL_MIN_MS)
+		ms = WRITE_STALL_MIN_MS;
+	snd.tv_sec = ms / 1000;
+	snd.tv_usec = (ms % 1000) * 1000;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
+	/* Fails harmlessly on a Unix socket. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* Wait for a connection and accept it. Return its fd, or -1 when draining. */
+static int
+take_connection(int lfd)
+{
+	struct pollfd	pfd = { .fd = lfd, .events = POLLIN };
+	int		fd = -1;
 
 	pthread_mutex_lock(&accept_mu);
-	while (!atomic_load(&stop_accepting)) {
+	while (fd == -1 && !atomic_load(&stop_accepting)) {
 		if (poll(&pfd, 1, ACCEPT_POLL_MS) <= 0)
 			continue;
-		rc = FCGX_Accept_r(req);
-		if (rc == 0) {
-			pthread_mutex_unlock(&accept_mu);
-			return 0;
-		}
-		if (rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR &&
-		    rc != -ECONNABORTED) {
-			log_err("accept failed: %s", strerror(-rc));
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR && errno != ECONNABORTED && errno != EPROTO) {
+			log_err("accept failed: %s", strerror(errno));
 			usleep(100000);
+		} else if (fd != -1 && !peer_allowed(fd)) {
+			close(fd);
+			fd = -1;
 		}
 	}
 	pthread_mutex_unlock(&accept_mu);
+	return fd;
+}
+
+/*
+ * Take the next request. Return 0, or -1 when draining. The request is
+ * read outside the accept lock and under PEER_READ_TIMEOUT_S, so a peer
+ * that stalls or sends garbage costs its own thread that long at most.
+ * The request was made with listen_sock -1: libfcgi never accepts by
+ * itself, and after a bad peer it returns -EBADF instead.
+ */
+static int
+accept_one(FCGX_Request *req, int lfd, const struct conf *c)
+{
+	int fd;
+
+	while (!atomic_load(&stop_accepting)) {
+		/* With fastcgi_keep_conn on, the next request comes on ipcFd. */
+		if (req->ipcFd < 0) {
+			if ((fd = take_connection(lfd)) == -1)
+				continue;
+			set_peer_timeouts(fd, c);
+			req->ipcFd = fd;
+			/* So that FCGX_Accept_r reads fd rather than closing it. */
+			req->keepConnection = 1;
+		}
+		if (FCGX_Accept_r(req) == 0)
+			return 0;
+		/* libfcgi closed a peer that sent no valid request. */
+	}
 	return -1;
 }
 
@@ -88,8 +194,8 @@ acceptor_main(void *arg)
 	FCGX_Request	 req;
 	struct conn	 c;
 
-	FCGX_InitRequest(&req, a->fd, 0);
-	while (accept_one(&req, a->fd) == 0) {
+	FCGX_InitRequest(&req, -1, 0);
+	while (accept_one(&req, a->fd, a->conf) == 0) {
 		atomic_fetch_add(&row()->busy, 1);
 		conn_init_fcgi(&c, &req);
 		http_serve(a->conf, &c);
