@@ -143,20 +143,101 @@ trim(const char *s, char *buf, size_t sz)
 	return buf;
 }
 
+/* Other names models give the routes, after normalise(). */
+static const struct {
+	const char	*name;
+	enum route	 route;
+} route_synonyms[] = {
+	{ "chat",		ROUTE_TEXT },
+	{ "general",		ROUTE_TEXT },
+	{ "conversation",	ROUTE_TEXT },
+	{ "small_talk",		ROUTE_TEXT },
+	{ "smalltalk",		ROUTE_TEXT },
+	{ "other",		ROUTE_TEXT },
+	{ "patient_record",	ROUTE_PATIENT },
+	{ "patient_info",	ROUTE_PATIENT },
+	{ "record",		ROUTE_PATIENT },
+	{ "search",		ROUTE_WEB },
+	{ "web_search",		ROUTE_WEB },
+	{ "websearch",		ROUTE_WEB },
+	{ "health",		ROUTE_MEDICAL },
+	{ "medicine",		ROUTE_MEDICAL },
+	{ "ui",			ROUTE_UI_CHANGE },
+	{ "uichange",		ROUTE_UI_CHANGE },
+	{ "ui_action",		ROUTE_UI_CHANGE },
+	{ "navigate",		ROUTE_UI_CHANGE },
+	{ "navigation",		ROUTE_UI_CHANGE },
+	{ "addtreatment",	ROUTE_ADD_TREATMENT },
+	{ "add_medication",	ROUTE_ADD_TREATMENT },
+};
+
+/* Lower case, '-' and ' ' made '_', in place. */
+static void
+normalise(char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '-' || *s == ' ')
+			*s = '_';
+		else
+			*s = (char)tolower((unsigned char)*s);
+	}
+}
+
+/* The route a (trimmed) name stands for, or ROUTE_NONE. */
+static enum route
+route_named(char *name)
+{
+	enum route	r;
+	size_t		i;
+
+	normalise(name);
+	if ((r = route_lookup(name)) != ROUTE_NONE)
+		return r;
+	for (i = 0; i < sizeof(route_synonyms) / sizeof(route_synonyms[0]); i++)
+		if (strcmp(name, route_synonyms[i].name) == 0)
+			return route_synonyms[i].route;
+	return ROUTE_NONE;
+}
+
 enum route
 jsonans_route(struct json_object *ans)
 {
 	struct json_object	*v;
 	char			 buf[32];
-	size_t			 i;
 
 	if ((v = member(ans, "route", json_type_string)) == NULL ||
 	    json_object_get_string_len(v) >= (int)sizeof(buf))
 		return ROUTE_NONE;
 	trim(json_object_get_string(v), buf, sizeof(buf));
-	for (i = 0; buf[i] != '\0'; i++)
-		buf[i] = (char)tolower((unsigned char)buf[i]);
-	return route_lookup(buf);
+	return route_named(buf);
+}
+
+enum route
+jsonans_route_text(const char *text, size_t len)
+{
+	struct json_object	*o;
+	enum route		 r;
+	char			 buf[32];
+	size_t			 a = 0, b = len;
+
+	if (text == NULL)
+		return ROUTE_NONE;
+	if ((o = jsonans_parse(text, len)) != NULL) {
+		r = jsonans_route(o);
+		json_object_put(o);
+		return r;
+	}
+	/* One word, perhaps in quotes or backticks, perhaps with a period. */
+	while (a < b && strchr(" \t\r\n\"'`*", text[a]) != NULL)
+		a++;
+	while (b > a && strchr(" \t\r\n\"'`*.", text[b - 1]) != NULL)
+		b--;
+	if (b - a == 0 || b - a >= sizeof(buf) ||
+	    memchr(text + a, ' ', b - a) != NULL)
+		return ROUTE_NONE;
+	memcpy(buf, text + a, b - a);
+	buf[b - a] = '\0';
+	return route_named(buf);
 }
 
 int
@@ -299,20 +380,35 @@ jsonans_action(struct json_object *ans, char *why, size_t whysz)
 {
 	const struct action_shape	*sh = NULL;
 	struct json_object		*a, *t, *out, *sd;
+	char				 type[32], date[11];
 	size_t				 i;
 
 	snprintf(why, whysz, "ok");
-	if ((a = member(ans, "action", json_type_object)) == NULL) {
+	/*
+	 * {"action": {…}} as asked; else the action itself, its type under
+	 * "type" or, as some models put it, under "action".
+	 */
+	if ((a = member(ans, "action", json_type_object)) != NULL)
+		t = member(a, "type", json_type_string);
+	else if ((t = member(ans, "type", json_type_string)) != NULL ||
+	    (t = member(ans, "action", json_type_string)) != NULL)
+		a = ans;
+	else {
 		snprintf(why, whysz, "no action object");
 		return NULL;
 	}
-	if ((t = member(a, "type", json_type_string)) == NULL) {
+	if (t == NULL) {
 		snprintf(why, whysz, "action.type: missing or not a string");
 		return NULL;
 	}
-	for (i = 0; i < sizeof(action_shapes) / sizeof(action_shapes[0]); i++)
-		if (strcmp(json_object_get_string(t), action_shapes[i].type) == 0)
-			sh = &action_shapes[i];
+	if (json_object_get_string_len(t) < (int)sizeof(type)) {
+		trim(json_object_get_string(t), type, sizeof(type));
+		normalise(type);
+		for (i = 0; i < sizeof(action_shapes) / sizeof(action_shapes[0]);
+		    i++)
+			if (strcmp(type, action_shapes[i].type) == 0)
+				sh = &action_shapes[i];
+	}
 	if (sh == NULL) {
 		snprintf(why, whysz, "action.type: unknown");
 		return NULL;
@@ -323,13 +419,22 @@ jsonans_action(struct json_object *ans, char *why, size_t whysz)
 		if (copy_field(a, sh->fields[i], out, why, whysz) == -1)
 			goto bad;
 	if (strcmp(sh->type, "add_treatment") == 0) {
-		if (!json_object_object_get_ex(a, "start_date", &sd) ||
-		    sd == NULL)
+		/* "" is "not said"; of a date-time, the date is meant. */
+		sd = NULL;
+		date[0] = '\0';
+		if (!json_object_object_get_ex(a, "start_date", &sd))
+			sd = NULL;
+		if (json_object_is_type(sd, json_type_string))
+			snprintf(date, sizeof(date), "%.10s",
+			    json_object_get_string(sd));
+		if (sd == NULL || (json_object_is_type(sd, json_type_string) &&
+		    json_object_get_string_len(sd) == 0))
 			json_object_object_add(out, "start_date", NULL);
-		else if (json_object_is_type(sd, json_type_string) &&
-		    good_date(json_object_get_string(sd)))
+		else if (good_date(date) &&
+		    (json_object_get_string_len(sd) == 10 ||
+		    json_object_get_string(sd)[10] == 'T'))
 			json_object_object_add(out, "start_date",
-			    json_object_get(sd));
+			    json_object_new_string(date));
 		else {
 			snprintf(why, whysz, "action.start_date: must be "
 			    "YYYY-MM-DD or null");

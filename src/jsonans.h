@@ -26,8 +26,18 @@
  */
 struct json_object	*jsonans_parse(const char *text, size_t len);
 
-/* {"route": "<route>"}: return the route, or ROUTE_NONE when invalid. */
+/*
+ * {"route": "<route>"}: return the route, or ROUTE_NONE when invalid.
+ * Case, '-' or ' ' for '_' and a few synonyms ("search", "navigation",
+ * "general", …) are tolerated.
+ */
 enum route		 jsonans_route(struct json_object *);
+/*
+ * The tagger's whole answer text: a JSON route answer, or else one bare
+ * route word (perhaps quoted, with a period), as servers without a JSON
+ * mode give. Return the route or ROUTE_NONE.
+ */
+enum route		 jsonans_route_text(const char *text, size_t len);
 
 /*
  * {"remember": bool, "relevant": ["key", …]} (relevant optional): return
@@ -49,7 +59,10 @@ struct json_object	*jsonans_facts(struct json_object *);
  * {"action": {"type": …, …}}: return a new object holding only the
  * checked fields of one SPEC action (add_treatment {name, dose,
  * frequency, start_date|null}, navigate {target}, show_panel {panel}),
- * or NULL with a reason for logs in why.
+ * or NULL with a reason for logs in why. Also taken: the action object
+ * unwrapped ({"type": …, …}), "action" naming the type ({"action":
+ * "navigate", "target": …}), a type in another case or with '-', and a
+ * start_date of "" (null) or a date-time (its date).
  */
 struct json_object	*jsonans_action(struct json_object *, char *why,
 			    size_t whysz);

@@ -132,20 +132,20 @@ ctx_results(struct ctx *c, struct json_object *results)
 }
 
 /*
- * Ask node n for a JSON answer. Return TERR_OK and the parsed object
- * (the caller puts it), or the LLM's error, or UPSTREAM_MALFORMED when
- * the content holds no JSON object; msg says why.
+ * Ask node n for a JSON answer, not streamed. Return TERR_OK and the
+ * answer's text in *text (malloc'd, the caller frees it), or the LLM's
+ * error; msg says why.
  */
 static enum terr
-chat_json(struct wf *w, enum llm_node n, const char *context,
-    struct json_object **ans, char *msg, size_t msgsz)
+chat_text(struct wf *w, enum llm_node n, const char *context, char **text,
+    char *msg, size_t msgsz)
 {
 	struct llm_call		 call;
 	struct llm_result	 res;
 	char			*sys;
 	enum terr		 e;
 
-	*ans = NULL;
+	*text = NULL;
 	if ((sys = prompt_build(w->conf, n, context)) == NULL) {
 		snprintf(msg, msgsz, "out of memory");
 		return TERR_INTERNAL;
@@ -160,14 +160,37 @@ chat_json(struct wf *w, enum llm_node n, const char *context,
 	e = w->chat(&call, &res);
 	snprintf(msg, msgsz, "%s", res.message[0] ? res.message :
 	    terr_message(e));
-	if (e == TERR_OK && (*ans = jsonans_parse(res.text, res.text ?
-	    strlen(res.text) : 0)) == NULL) {
-		e = TERR_UPSTREAM_MALFORMED;
-		snprintf(msg, msgsz, "the language model's answer is not JSON");
+	if (e == TERR_OK && (*text = strdup(res.text != NULL ? res.text :
+	    "")) == NULL) {
+		e = TERR_INTERNAL;
+		snprintf(msg, msgsz, "out of memory");
 	}
 	json_object_put(call.messages);
 	llm_result_free(&res);
 	free(sys);
+	return e;
+}
+
+/*
+ * Ask node n for a JSON answer. Return TERR_OK and the parsed object
+ * (the caller puts it), or the LLM's error, or UPSTREAM_MALFORMED when
+ * the content holds no JSON object; msg says why.
+ */
+static enum terr
+chat_json(struct wf *w, enum llm_node n, const char *context,
+    struct json_object **ans, char *msg, size_t msgsz)
+{
+	enum terr	 e;
+	char		*text;
+
+	*ans = NULL;
+	e = chat_text(w, n, context, &text, msg, msgsz);
+	if (e == TERR_OK && (*ans = jsonans_parse(text, strlen(text))) ==
+	    NULL) {
+		e = TERR_UPSTREAM_MALFORMED;
+		snprintf(msg, msgsz, "the language model's answer is not JSON");
+	}
+	free(text);
 	return e;
 }
 
@@ -234,21 +257,24 @@ chat_stream(struct wf *w, enum llm_node n, const char *context)
 static int
 node_tagger(struct wf *w)
 {
-	struct json_object	*ans;
 	enum route		 r = ROUTE_NONE;
 	enum terr		 e;
-	char			 msg[160];
+	char			 msg[160], *text;
 
 	if (w->req->route != ROUTE_NONE) {
 		wf_set_route(w, w->req->route, WF_BY_FORCED);
 		return 0;
 	}
-	e = chat_json(w, LLM_NODE_TAGGER, NULL, &ans, msg, sizeof(msg));
-	if (wf_stopped(w))
+	e = chat_text(w, LLM_NODE_TAGGER, NULL, &text, msg, sizeof(msg));
+	if (wf_stopped(w)) {
+		free(text);
 		return 0;
-	if (e == TERR_OK && (r = jsonans_route(ans)) == ROUTE_NONE)
+	}
+	/* JSON as asked, or a bare route word (a server without JSON mode). */
+	if (e == TERR_OK && (r = jsonans_route_text(text, strlen(text))) ==
+	    ROUTE_NONE)
 		snprintf(msg, sizeof(msg), "no valid route in the answer");
-	json_object_put(ans);
+	free(text);
 	if (r != ROUTE_NONE) {
 		wf_set_route(w, r, WF_BY_LLM);
 		return 0;

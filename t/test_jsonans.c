@@ -56,6 +56,22 @@ test_parse(void)
 	    ROUTE_WEB, "braces inside strings");
 	is_int(route_of("{\"route\": \"Add_Treatment \"}"), ROUTE_ADD_TREATMENT,
 	    "route case and spaces tolerated");
+	is_int(route_of("{\"route\": \"UI-Change\"}"), ROUTE_UI_CHANGE,
+	    "'-' for '_'");
+	is_int(route_of("{\"route\": \"add treatment\"}"), ROUTE_ADD_TREATMENT,
+	    "' ' for '_'");
+	is_int(route_of("{\"route\": \"web_search\"}"), ROUTE_WEB, "synonym: web");
+	is_int(route_of("{\"route\": \"navigation\"}"), ROUTE_UI_CHANGE,
+	    "synonym: ui_change");
+	is_int(route_of("{\"route\": \"general\"}"), ROUTE_TEXT, "synonym: text");
+	is_int(jsonans_route_text("medical", 7), ROUTE_MEDICAL,
+	    "a bare route word, no JSON");
+	is_int(jsonans_route_text(" `Patient`.\n", 12), ROUTE_PATIENT,
+	    "a bare word in quotes, with a period");
+	is_int(jsonans_route_text("```json\n{\"route\": \"web\"}\n```", 29),
+	    ROUTE_WEB, "route_text reads JSON first");
+	is_int(jsonans_route_text("I think medical", 15), ROUTE_NONE,
+	    "a sentence is not a route");
 	is_int(route_of("{\"route\": \"surgery\"}"), ROUTE_NONE, "unknown route");
 	is_int(route_of("{\"route\": 3}"), ROUTE_NONE, "route not a string");
 	is_int(route_of("{\"route\": [\"web\"]}"), ROUTE_NONE, "route an array");
@@ -208,7 +224,8 @@ test_action(void)
 		"{\"action\": {\"type\": 7}}",
 		"{\"action\": {\"name\": \"x\"}}",
 		"{\"action\": \"navigate\"}",
-		"{\"type\": \"navigate\", \"target\": \"home\"}",
+		"{\"type\": \"navigate\"}",
+		"{\"type\": \"delete_patient\", \"target\": \"home\"}",
 		"{\"action\": {\"type\": \"navigate\"}}",
 		"{\"action\": {\"type\": \"navigate\", \"target\": \"\"}}",
 		"{\"action\": {\"type\": \"navigate\", \"target\": \"   \"}}",
@@ -267,6 +284,29 @@ test_action(void)
 	a = action_of("Here you go: {\"action\": {\"type\": \"show_panel\", "
 	    "\"panel\": \"vitals\"}}", why, sizeof(why));
 	is_str(str(a, "panel"), "vitals", "show_panel");
+	json_object_put(a);
+
+	/* What models answer instead of the schema's exact form. */
+	a = action_of("{\"type\": \"navigate\", \"target\": \"home\"}", why,
+	    sizeof(why));
+	is_str(str(a, "target"), "home", "unwrapped action accepted");
+	json_object_put(a);
+	a = action_of("{\"action\": \"show_panel\", \"panel\": \"vitals\"}",
+	    why, sizeof(why));
+	is_str(str(a, "panel"), "vitals", "action as the type's name");
+	is_str(str(a, "type"), "show_panel", "  its type");
+	json_object_put(a);
+	a = action_of("{\"action\": {\"type\": \"Add-Treatment\", \"name\": "
+	    "\"A\", \"dose\": \"1 mg\", \"frequency\": \"daily\", "
+	    "\"start_date\": \"\"}}", why, sizeof(why));
+	is_str(str(a, "type"), "add_treatment", "type's case and '-' tolerated");
+	ok(a != NULL && json_object_object_get_ex(a, "start_date", NULL) &&
+	    str(a, "start_date") == NULL, "start_date \"\" -> null");
+	json_object_put(a);
+	a = action_of("{\"action\": {\"type\": \"add_treatment\", \"name\": "
+	    "\"A\", \"dose\": \"1 mg\", \"frequency\": \"daily\", "
+	    "\"start_date\": \"2024-03-01T08:00:00Z\"}}", why, sizeof(why));
+	is_str(str(a, "start_date"), "2024-03-01", "start_date from a date-time");
 	json_object_put(a);
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

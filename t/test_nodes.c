@@ -164,6 +164,12 @@ test_tagger(void)
 	is_str(ev_str("route_tagged", "route"), "medical", "LLM fails: keywords");
 	is_str(ev_str("route_tagged", "by"), "fallback", "by fallback");
 
+	answer("{\"route\"", "Medical.", TERR_OK);
+	answer(NULL, "ok", TERR_OK);
+	run("{\"message\":\"hello\"}");
+	is_str(ev_str("route_tagged", "route"), "medical", "a bare route word");
+	is_str(ev_str("route_tagged", "by"), "llm", "  by llm");
+
 	answer("{\"route\"", "{\"route\": \"surgery\"}", TERR_OK);
 	answer(NULL, "ok", TERR_OK);
 	run("{\"message\":\"go to settings\"}");
