@@ -18,6 +18,16 @@
 #define TICK_MS		200
 /* After drain_timeout, workers get this much more before SIGKILL. */
 #define KILL_GRACE_MS	3000
+/*
+ * A worker that dies this soon after its start cannot serve: after
+ * BACKOFF_AFTER such deaths in a row, starts are spaced out, doubling
+ * from BACKOFF_MIN_MS up to BACKOFF_MAX_MS, so that a broken worker (a
+ * missing library, no memory for its threads) is no fork bomb.
+ */
+#define FAST_DEATH_MS	1000
+#define BACKOFF_AFTER	3
+#define BACKOFF_MIN_MS	250
+#define BACKOFF_MAX_MS	10000
 
 enum pm_state {
 	PM_RUNNING,
@@ -36,6 +46,8 @@ struct pool {
 	int		 retiring[SB_MAX_WORKERS];
 	int		 generation;
 	int		 booted;	/* the first maintenance pass ran */
+	int		 fast_deaths;	/* in a row, see FAST_DEATH_MS */
+	long long	 spawn_after;	/* no start before (monotonic ms) */
 };
 
 static int
@@ -83,7 +95,7 @@ spawn(struct pool *p)
 {
 	int	slot = free_slot(), rc;
 	pid_t	pid;
-	sigset_t none;
+	sigset_t chld;
 
 	if (slot < 0)
 		return -1;
@@ -100,8 +112,14 @@ spawn(struct pool *p)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() == 1)
 			_exit(0);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		/*
+		 * Keep the master's blocked signals blocked: worker_run takes
+		 * them with sigtimedwait(), and in between a SIGTERM or SIGHUP
+		 * would kill the new worker outright.
+		 */
+		sigemptyset(&chld);
+		sigaddset(&chld, SIGCHLD);
+		sigprocmask(SIG_UNBLOCK, &chld, NULL);
 		rc = worker_run(p->conf, p->fd);
 		_exit(rc);
 	default:
@@ -136,16 +154,40 @@ slot_of(pid_t pid)
 	return -1;
 }
 
+/* A worker died unexpectedly after living lived ms: back off if it was quick. */
+static void
+note_death(struct pool *p, long long lived)
+{
+	long long	delay = BACKOFF_MIN_MS;
+	int		n;
+
+	if (lived >= FAST_DEATH_MS) {
+		p->fast_deaths = 0;
+		return;
+	}
+	if (++p->fast_deaths < BACKOFF_AFTER)
+		return;
+	for (n = p->fast_deaths - BACKOFF_AFTER; n > 0 && delay < BACKOFF_MAX_MS; n--)
+		delay *= 2;
+	if (delay > BACKOFF_MAX_MS)
+		delay = BACKOFF_MAX_MS;
+	p->spawn_after = mono_ms() + delay;
+	log_warn("workers die at start (%d in a row): next start in %lld ms",
+	    p->fast_deaths, delay);
+}
+
 /* Reap every dead worker; say why it died when that may lose requests. */
 static void
 reap(struct pool *p)
 {
-	pid_t	pid;
-	int	status, slot;
+	pid_t		pid;
+	int		status, slot;
+	long long	lived;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if ((slot = slot_of(pid)) < 0)
 			continue;
+		lived = mono_ms() - atomic_load(&sb->rows[slot].started_ms);
 		if (WIFSIGNALED(status))
 			log_warn("worker %d (slot %d) killed by signal %d", (int)pid,
 			    slot, WTERMSIG(status));
@@ -155,8 +197,10 @@ reap(struct pool *p)
 		else
 			log_debug("worker %d exited", (int)pid);
 		if (p->state == PM_RUNNING && !p->retiring[slot] &&
-		    (WIFSIGNALED(status) || WEXITSTATUS(status) != 0))
+		    (WIFSIGNALED(status) || WEXITSTATUS(status) != 0)) {
 			atomic_fetch_add(&sb->respawns, 1);
+			note_death(p, lived);
+		}
 		p->retiring[slot] = 0;
 		sb_clear_row(slot);
 	}
@@ -181,6 +225,19 @@ listen_pending(int fd)
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
 	return poll(&pfd, 1, 0) > 0;
+}
+
+/* Whether some worker has lived past FAST_DEATH_MS: starts work again. */
+static int
+any_settled(long long now)
+{
+	int i;
+
+	for (i = 0; i < SB_MAX_WORKERS; i++)
+		if (atomic_load(&sb->rows[i].pid) != 0 &&
+		    now - atomic_load(&sb->rows[i].started_ms) >= FAST_DEATH_MS)
+			return 1;
+	return 0;
 }
 
 /* One maintenance pass, php-fpm style. */
@@ -238,8 +295,17 @@ maintain(struct pool *p)
 	}
 	if (want > c->processes)
 		want = c->processes;
-	while (n < want && spawn(p) == 0)
+	if (p->fast_deaths > 0 && any_settled(now)) {
+		if (p->fast_deaths >= BACKOFF_AFTER)
+			log_notice("workers start again");
+		p->fast_deaths = 0;
+	}
+	while (n < want && now >= p->spawn_after && spawn(p) == 0) {
 		n++;
+		/* While backing off, one start at a time. */
+		if (p->fast_deaths >= BACKOFF_AFTER)
+			break;
+	}
 	p->booted = 1;
 }
 

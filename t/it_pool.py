@@ -5,12 +5,14 @@ stream_complete; a worker killed with SIGKILL is respawned; max_requests
 recycling; SIGHUP reload; SIGUSR1 log reopen."""
 import json
 import os
+import resource
 import signal
+import subprocess
 import socket
 import threading
 import time
 
-from tandemtest import BlackHole, Result, Stack, check_framing, free_port, parse_sse_into, tap
+from tandemtest import TANDEM, BlackHole, Result, Stack, check_framing, free_port, parse_sse_into, tap
 
 hole = BlackHole()
 HOLD = {"llm.base_url": hole.url(), "llm.first_token_timeout": "60s", "llm.connect_timeout": "2s",
@@ -164,6 +166,44 @@ with Stack(sim=False, upstream_extra="server 127.0.0.1:%d;" % port2) as s:
     tap.ok(all(r.status == 200 and not check_framing(r) for r in res),
            "fastcgi_next_upstream: every stream served by the host still up", [r.status for r in res])
 other.stop()
+
+# Workers that die at start (here: no memory for their threads' stacks)
+# are restarted with a growing delay, not in a fork loop; once the cause
+# is gone, the pool starts again.
+s = Stack(sim=False, processes=2, threads=2, start=False)
+s.write_conf()
+STACK = 1 << 30
+
+
+def starve():
+    resource.setrlimit(resource.RLIMIT_STACK, (STACK, resource.RLIM_INFINITY))
+    resource.setrlimit(resource.RLIMIT_AS, (768 << 20, resource.RLIM_INFINITY))
+
+
+p = subprocess.Popen([TANDEM, "-c", s.conf_path], env=s.tandem_env(), preexec_fn=starve,
+                     stdout=open(os.path.join(s.dir, "tandem.out"), "w"), stderr=subprocess.STDOUT)
+s.procs["tandem"] = p
+time.sleep(3)
+log = lambda: open(os.path.join(s.dir, "tandem.log")).read()
+if p.poll() is not None or "cannot start acceptor" not in log():
+    tap.ok(True, "# SKIP the master itself does not fit the memory limit (sanitizer build?)")
+else:
+    starts = log().count("worker started")
+    tap.ok(starts <= 20, "workers dying at start: %d starts in 3 s, not a fork loop" % starts)
+    tap.ok("workers die at start" in log(), "the back-off is logged")
+    # glibc sized thread stacks at the master's start: lift the memory limit.
+    resource.prlimit(p.pid, resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    s.start_nginx()
+
+    def served():
+        try:
+            return s.request("GET", "/api/agent/health", timeout=2)[0] == 200
+        except OSError:
+            return False
+    dt = wait(served, 15)
+    tap.ok(dt is not None, "the cause gone, workers start and serve (%s s)" % (dt and round(dt, 1)))
+    tap.ok(wait(lambda: "workers start again" in log(), 3) is not None, "recovery logged")
+s.stop()
 
 hole.close()
 tap.done()
