@@ -162,6 +162,42 @@ human_name(struct json_object *name)
 	    (int)utf8_cut(buf, n, PATIENT_FIELD_MAX));
 }
 
+/*
+ * The HumanName to show of a Patient's name list: the first official,
+ * else the first usual, else the first one not marked old, nickname,
+ * anonymous or maiden, else the first. NULL when the list is empty.
+ */
+static struct json_object *
+pick_name(struct json_object *names)
+{
+	static const char *const prefer[] = { "official", "usual" };
+	static const char *const avoid[] = {
+		"old", "nickname", "anonymous", "maiden"
+	};
+	struct json_object	*nm, *use;
+	size_t			 i, k, n = json_object_array_length(names);
+	const char		*u;
+	int			 pass;
+
+	for (pass = 0; pass < 3; pass++)
+		for (i = 0; i < n; i++) {
+			nm = json_object_array_get_idx(names, i);
+			u = json_object_object_get_ex(nm, "use", &use) &&
+			    json_object_is_type(use, json_type_string) ?
+			    json_object_get_string(use) : "";
+			if (pass < 2 && strcmp(u, prefer[pass]) == 0)
+				return nm;
+			if (pass == 2) {
+				for (k = 0; k < 4 && strcmp(u, avoid[k]) != 0;
+				    k++)
+					continue;
+				if (k == 4)
+					return nm;
+			}
+		}
+	return n > 0 ? json_object_array_get_idx(names, 0) : NULL;
+}
+
 struct json_object *
 fhir_map_patient(struct json_object *res)
 {
@@ -179,7 +215,7 @@ fhir_map_patient(struct json_object *res)
 	    json_object_is_type(names, json_type_array) &&
 	    json_object_array_length(names) > 0)
 		json_object_object_add(out, "name",
-		    human_name(json_object_array_get_idx(names, 0)));
+		    human_name(pick_name(names)));
 	else
 		json_object_object_add(out, "name", NULL);
 	json_object_object_add(out, "birth_date", text_member(res, "birthDate"));
@@ -233,7 +269,10 @@ fhir_patient(const struct conf *conf, const char *id, const atomic_int *stop,
 	if ((*patient = fhir_map_patient(res)) == NULL) {
 		err = TERR_UPSTREAM_MALFORMED;
 		snprintf(msg, msgsz, "patient service: not a Patient resource");
-	}
+	} else if (json_object_object_get(*patient, "id") == NULL)
+		/* A resource without its id is still the one asked for. */
+		json_object_object_add(*patient, "id",
+		    json_object_new_string(id));
 	json_object_put(res);
 out:
 	upstream_reply_free(&r);

@@ -349,6 +349,23 @@ test_helpers(void)
 	    "Dr. X", "FHIR name text");
 	json_object_put(p);
 	json_object_put(r);
+	r = json_tokener_parse("{\"resourceType\":\"Patient\",\"id\":\"p2\","
+	    "\"name\":[{\"use\":\"old\",\"family\":\"Roe\",\"given\":[\"Jo\"]},"
+	    "{\"use\":\"nickname\",\"given\":[\"JJ\"]},"
+	    "{\"use\":\"official\",\"family\":\"Smith\",\"given\":[\"Jo\"]}]}");
+	p = fhir_map_patient(r);
+	is_str(json_object_get_string(json_object_object_get(p, "name")),
+	    "Jo Smith", "FHIR: the official name, not an old one listed first");
+	json_object_put(p);
+	json_object_put(r);
+	r = json_tokener_parse("{\"resourceType\":\"Patient\",\"name\":"
+	    "[{\"use\":\"usual\",\"text\":\"Jo\"},{\"use\":\"maiden\","
+	    "\"family\":\"Roe\"}]}");
+	p = fhir_map_patient(r);
+	is_str(json_object_get_string(json_object_object_get(p, "name")),
+	    "Jo", "FHIR: a usual name before others");
+	json_object_put(p);
+	json_object_put(r);
 	r = json_tokener_parse("{\"resourceType\":\"OperationOutcome\"}");
 	ok(fhir_map_patient(r) == NULL, "not a Patient");
 	json_object_put(r);
