@@ -69,6 +69,8 @@ uev_new_source(struct uev *u)
 	oo_reader_init(&u->rd, UEV_OGG_MAX);
 	oo_splice_new_source(&u->sp);
 	u->in_turn = 0;
+	u->err_code = NULL;
+	u->err_msg[0] = '\0';
 }
 
 enum uev_status

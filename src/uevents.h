@@ -51,7 +51,8 @@ void	 uev_init(struct uev *, uev_emit_fn *, void *arg);
 void	 uev_free(struct uev *);
 /*
  * A further Unmute session starts: its Ogg stream is spliced into the
- * first one (headers dropped) and turn numbers go on.
+ * first one (headers dropped), turn numbers go on, and an error
+ * recorded for an earlier attempt is forgotten.
  */
 void	 uev_new_source(struct uev *);
 /* Handle one server text frame (untrusted). */

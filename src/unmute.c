@@ -21,7 +21,7 @@
 #include "sse.h"
 #include "unmute.h"
 
-#define UM_MAX_CONNS	4	/* per context: a session and its follow-up */
+#define UM_MAX_CONNS	8	/* per context: a session, follow-up attempts */
 
 struct frame {
 	struct frame	*next;

@@ -1,8 +1,9 @@
 /*
  * A websocket client for Unmute on libwebsockets 4.1.6
  * (docs/unmute-protocol.md §1, docs/fastcgi-sse-lws.md §3): one lws
- * context per voice thread, serviced on that thread only, holding one
- * or two connections. Text frames only, reassembled up to a cap.
+ * context per voice thread, serviced on that thread only, holding a
+ * session and its follow-up attempts (at most 8 connections). Text
+ * frames only, reassembled up to a cap.
  * Every function here must be called on the thread that runs the
  * context (from um_ctx_run's tick or from the handlers).
  */

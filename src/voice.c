@@ -36,6 +36,8 @@
 #define MAX_QUEUED	8	/* appends waiting on a slow socket */
 #define CLOSE_GRACE_MS	300	/* for close handshakes before we go */
 #define BUSY_POLL_MS	50
+#define FOLLOW_RETRIES	3	/* a follow-up refused as busy, tried again */
+#define FOLLOW_RETRY_MS	500
 
 enum phase {
 	PH_FIRST,		/* turn 1: Unmute's reply to the message */
@@ -74,6 +76,8 @@ struct voice {
 	long long		 done_at;
 	int			 answer_none;
 	int			 early_failed;	/* an early follow-up connect failed */
+	int			 retries;	/* follow-up sessions tried again */
+	long long		 retry_at;	/* not before then */
 	char			*answer;
 	const char		*err_code;
 };
@@ -90,6 +94,13 @@ static void
 uev_emit(void *arg, const char *type, struct json_object *d)
 {
 	emit(arg, type, d);
+}
+
+/* Is the follow-up a session.update on the first connection? */
+static int
+by_update(const struct voice *v)
+{
+	return strcmp(v->cf->unmute.follow_up, "update") == 0;
 }
 
 static void
@@ -263,7 +274,7 @@ sess_open(void *arg, struct um_conn *c)
 	struct json_object *d;
 	char		*text;
 
-	if (v->phase == PH_DONE)
+	if (v->phase == PH_DONE || c != s->c)
 		return;
 	if (s->follow) {
 		log_debug("%s: voice: follow-up session open after %lld ms",
@@ -295,7 +306,7 @@ turn_done(struct voice *v, struct vsess *s)
 	if (v->phase != PH_FIRST)
 		return;		/* a turn we did not ask for */
 	v->phase = PH_WAIT_ANSWER;
-	if (strcmp(v->cf->unmute.follow_up, "update") == 0) {
+	if (by_update(v)) {
 		/* Hold the server's clock still until there is an answer. */
 		s->streaming = 0;
 	} else {
@@ -305,19 +316,80 @@ turn_done(struct voice *v, struct vsess *s)
 	}
 }
 
+/*
+ * A follow-up session failed before its turn began. One opened during
+ * turn 1 is opened again after it (Unmute may have no place for two
+ * sessions: compose's STT takes one); one refused as busy is tried
+ * again a little later, since Unmute frees the place of the last
+ * session only once it is gone. Return 1 if so, 0 if the voice path
+ * fails.
+ */
+static int
+follow_retry(struct voice *v, struct vsess *s, const char *code)
+{
+	if (!s->follow)
+		return 0;
+	if (v->phase == PH_FIRST)
+		v->early_failed = 1;
+	else if (!v->in_turn && strcmp(code, "unmute_busy") == 0 &&
+	    v->retries < FOLLOW_RETRIES) {
+		v->retries++;
+		v->phase = PH_WAIT_ANSWER;
+		v->retry_at = mono_ms() + FOLLOW_RETRY_MS;
+		v->busy_since = v->retry_at;
+	} else
+		return 0;
+	log_debug("%s: voice: follow-up session failed (%s), %s",
+	    v->job->sse->request_id, code,
+	    v->phase == PH_FIRST ? "again after turn 1" : "trying again");
+	leave(s);
+	release_slot(s);
+	s->c = NULL;		/* its late callbacks are ignored */
+	v->ev.err_code = NULL;
+	return 1;
+}
+
+static void
+drop_event(void *arg, const char *type, struct json_object *d)
+{
+	(void)arg;
+	(void)type;
+	json_object_put(d);
+}
+
+/*
+ * A message of a follow-up session before its session.update belongs
+ * to no turn; only a failure in it counts (STT full at connect).
+ */
+static void
+early_message(struct voice *v, struct vsess *s, const char *msg, size_t len)
+{
+	struct uev	 u;
+
+	uev_init(&u, drop_event, NULL);
+	if (uev_feed(&u, msg, len) == UEV_FAIL &&
+	    !follow_retry(v, s, u.err_code))
+		fail(v, u.err_code, u.err_msg);
+	uev_free(&u);
+}
+
 static int
 sess_message(void *arg, struct um_conn *c, const char *msg, size_t len)
 {
 	struct vsess	*s = arg;
 	struct voice	*v = s->v;
 
-	(void)c;
-	if (v->phase == PH_DONE || s->leaving)
+	if (v->phase == PH_DONE || s->leaving || c != s->c)
 		return 0;
 	v->last_event = mono_ms();
+	if (s->follow && !s->updated) {
+		early_message(v, s, msg, len);
+		return 0;
+	}
 	switch (uev_feed(&v->ev, msg, len)) {
 	case UEV_FAIL:
-		fail(v, v->ev.err_code, v->ev.err_msg);
+		if (!follow_retry(v, s, v->ev.err_code))
+			fail(v, v->ev.err_code, v->ev.err_msg);
 		break;
 	case UEV_TURN_STARTED:
 		v->in_turn = 1;
@@ -331,60 +403,58 @@ sess_message(void *arg, struct um_conn *c, const char *msg, size_t len)
 	return 0;
 }
 
+/* Why a connection ended, as an error code; the message in *msg. */
+static const char *
+end_code(struct um_conn *c, const char **msg)
+{
+	switch (um_end_reason(c)) {
+	case UM_END_HANDSHAKE_EOF:
+		*msg = "The voice service dropped the connection; it is probably full";
+		return "unmute_busy";
+	case UM_END_TIMEOUT:
+		*msg = "The voice service did not accept the connection in time";
+		return "unmute_busy";
+	case UM_END_REFUSED:
+		*msg = "Cannot connect to the voice service";
+		return "unmute_unavailable";
+	case UM_END_HTTP:
+		*msg = "The voice service refused the websocket handshake";
+		return "unmute_unavailable";
+	case UM_END_BINARY:
+		*msg = "The voice service sent a binary frame";
+		return "unmute_protocol";
+	case UM_END_TOO_BIG:
+		*msg = "The voice service sent a message over the size limit";
+		return "unmute_protocol";
+	case UM_END_PEER_CLOSE:
+		if (um_close_code(c) == 1011) {
+			*msg = "The voice service ended the session with an error";
+			return "unmute_unavailable";
+		}
+		/* FALLTHROUGH */
+	default:
+		*msg = "The voice service closed the session before the reply ended";
+		return "unmute_closed";
+	}
+}
+
 static void
 sess_end(void *arg, struct um_conn *c)
 {
 	struct vsess	*s = arg;
 	struct voice	*v = s->v;
-	int		 code = um_close_code(c);
+	const char	*code, *msg;
 
+	if (c != s->c)
+		return;		/* an attempt given up: already released */
 	release_slot(s);
 	s->streaming = 0;
 	if (s->leaving || v->phase == PH_DONE)
 		return;
-	/* An early follow-up connect may fail while turn 1 holds a place. */
-	if (s->follow && !s->updated && v->phase == PH_FIRST &&
-	    !v->early_failed) {
-		v->early_failed = 1;
-		s->c = NULL;
+	code = end_code(c, &msg);
+	if (follow_retry(v, s, code))
 		return;
-	}
-	switch (um_end_reason(c)) {
-	case UM_END_HANDSHAKE_EOF:
-		fail(v, "unmute_busy",
-		    "The voice service dropped the connection; it is probably full");
-		break;
-	case UM_END_TIMEOUT:
-		fail(v, "unmute_busy",
-		    "The voice service did not accept the connection in time");
-		break;
-	case UM_END_REFUSED:
-		fail(v, "unmute_unavailable", "Cannot connect to the voice service");
-		break;
-	case UM_END_HTTP:
-		fail(v, "unmute_unavailable",
-		    "The voice service refused the websocket handshake");
-		break;
-	case UM_END_BINARY:
-		fail(v, "unmute_protocol",
-		    "The voice service sent a binary frame");
-		break;
-	case UM_END_TOO_BIG:
-		fail(v, "unmute_protocol",
-		    "The voice service sent a message over the size limit");
-		break;
-	case UM_END_PEER_CLOSE:
-		if (code == 1011) {
-			fail(v, "unmute_unavailable",
-			    "The voice service ended the session with an error");
-			break;
-		}
-		/* FALLTHROUGH */
-	default:
-		fail(v, "unmute_closed",
-		    "The voice service closed the session before the reply ended");
-		break;
-	}
+	fail(v, code, msg);
 }
 
 static const struct um_ops sess_ops = {
@@ -477,7 +547,7 @@ follow_up_session(struct voice *v, long long now)
 	int		 slot;
 
 	if (s->c != NULL || v->answer == NULL ||
-	    (v->early_failed && v->phase == PH_FIRST))
+	    (v->early_failed && v->phase == PH_FIRST) || now < v->retry_at)
 		return;
 	slot = sb != NULL ? sb_unmute_acquire(v->cf->unmute.nurls,
 	    v->cf->unmute.max_sessions) : 0;
@@ -533,7 +603,7 @@ tick(void *arg)
 		return 0;
 	}
 	poll_answer(v);
-	update = strcmp(v->cf->unmute.follow_up, "update") == 0;
+	update = by_update(v);
 	if (v->phase == PH_WAIT_ANSWER && v->answer_none) {
 		finish(v);
 		return 0;

@@ -217,4 +217,64 @@ with Stack(conf=dict(FAST, **{"unmute.max_sessions": 1, "unmute.busy_wait": "5s"
            "max_sessions 1 + busy_wait: both streams get their turn",
            [r.types() for r in res if "unmute_complete" not in r.types()])
 
+# --- what the real server does that a plain turn does not ----------------
+# 45 words: the agent's answer (the sim's first 40 words of the message)
+# does not carry a marker placed at the end, so it strikes turn 1 only.
+LONG = ("Please tell me what I should do about my sore left knee after a long "
+        "run on hard ground yesterday morning because it still hurts when I walk "
+        "up the stairs and when I sit down for a long time at my desk at the office today")
+
+
+def follow_up_ok(r, name):
+    """Two turns, the second speaking the agent's answer; no unmute_error."""
+    stream_ends_well(r, name)
+    tap.is_(r.first("unmute_error"), None, "%s: no unmute_error" % name)
+    answer = ((r.first("workflow_complete") or {}).get("data") or {}).get("answer")
+    t2 = [e["data"]["text"] for e in r.of("text_complete") if e["data"]["turn"] == 2]
+    tap.ok(answer and t2 and norm(t2[0]) == norm(answer), "%s: turn 2 speaks the agent's answer" % name,
+           (answer, t2))
+    tap.is_(r.events[-1]["data"].get("voice"), "complete", "%s: stream_complete voice complete" % name)
+
+
+with Stack(conf=FAST, sim_args=["--speed", "4"]) as s:
+    # Keepalive pings every 300 ms must be answered, or the sim closes 1011.
+    r = s.stream({"message": "Say hello [[unmute:ping=300]]", "route": "text"})
+    tap.ok("unmute_complete" in r.types() and not r.of("unmute_error"),
+           "server pings every 300 ms: answered, the turn completes", vtypes(r))
+    # An interruption ends turn 1 (no response.audio.done); flush audio after it is not relayed.
+    r = s.stream({"message": "Say hello [[unmute:interrupt]]", "route": "text"})
+    stream_ends_well(r, "interrupted")
+    chunks = r.of("text_chunk")
+    tc = r.of("text_complete")
+    tap.ok(len(tc) == 1 and tc[0]["data"]["text"] == " ".join(c["data"]["text"] for c in chunks)
+           and 0 < len(chunks) < 4, "interrupted turn: text_complete of the words spoken so far",
+           [c["data"]["text"] for c in chunks])
+    ac = r.first("audio_complete")
+    tap.ok(ac and ac["data"]["chunks"] == len(r.of("audio_chunk")) and ac["data"]["turn"] == 1,
+           "interrupted turn: audio_complete counts what was relayed; the flush after it is not", ac)
+    tap.is_((r.first("unmute_complete") or {}).get("data", {}).get("turns"), 1,
+            "interrupted turn: unmute_complete turns 1")
+    tap.is_(r.events[-1]["data"].get("voice"), "complete", "interrupted turn: voice complete")
+    # STT with one slot (compose's batch_size 1): a follow-up session
+    # opened while turn 1 plays is refused 'stt' full, and again just
+    # after turn 1's session closes; the follow-up is still spoken.
+    r = s.stream({"message": LONG + " [[unmute:stt1]]", "route": "medical"})
+    follow_up_ok(r, "STT with one slot")
+
+# follow_up = update: the answer as new instructions on the same
+# connection; the 7 s silence rule brings the turn (~9 s of silence).
+with Stack(conf=dict(FAST, **{"unmute.follow_up": "update"}), sim_args=["--speed", "4"]) as s:
+    t0 = time.time()
+    r = s.stream({"message": "What should I do about my knee?", "route": "medical"})
+    follow_up_ok(r, "follow_up update")
+    tap.ok(time.time() - t0 > 7, "follow_up update: turn 2 came from the silence rule (%.1f s)"
+           % (time.time() - t0))
+    tap.is_(ogg_of(r).count(b"OpusHead"), 1, "follow_up update: one Ogg stream")
+    tap.is_([e["data"]["turn"] for e in r.of("unmute_streaming_started")], [1, 2],
+            "follow_up update: turns 1, 2")
+    # The user's word interrupts turn 1; the reply after the pause uses
+    # the new instructions: it is the follow-up.
+    r = s.stream({"message": LONG + " [[unmute:interrupt]]", "route": "medical"})
+    follow_up_ok(r, "follow_up update after an interruption")
+
 tap.done()
