@@ -90,6 +90,15 @@ with Stack(conf={"search.max_results": 2}) as s:
                               {"role": "assistant", "content": "hello", "id": "m2"}]})
     complete(r, "history with extra members", "text", "text", "forced")
 
+    # a server whose deltas end inside a character: valid UTF-8 events all the same
+    msg = "caf\u00e9 ol\u00e9 \u00fcn\u00efc\u00f6d\u00e9 \u65e5\u672c [[sim:split@prose]]"
+    r = s.stream({"message": msg, "voice": False, "route": "text"})
+    wc = complete(r, "split characters", "text", "text", "forced")
+    tap.is_(chunks(r, "postprocess"), "Sim answer: %s [end]" % msg,
+            "split characters: put back together in agent_text_chunk")
+    tap.ok(all(e["data"]["text"] and "\ufffd" not in e["data"]["text"]
+               for e in r.of("agent_text_chunk")), "split characters: no empty or U+FFFD chunk")
+
     r = s.stream({"message": "How are you today?", "voice": False})
     complete(r, "text without facts", "text", "text", "llm")
     tap.ok(r.first("memory_update") is None, "text without facts: no memory_update")

@@ -343,6 +343,12 @@ def run(p, line):
         time.sleep(0.05)
     is_(stats(port)["llm_open"], 0, "llm_open drops when the client leaves")
 
+    r = request(port, "POST", "/v1/chat/completions",
+                {"stream": True, "messages": [{"role": "user",
+                                               "content": "caf\u00e9 [[sim:split]]"}]})
+    raw = r.body
+    ok(b'caf\xc3"' in raw and b'"content":"\xa9"' in raw,
+       "split: a delta ends inside a character, the next holds its rest", raw[:600])
     r = request(port, "POST", "/v1/chat/completions", "{not json")
     ok(r.status == 400 and json.loads(r.body)["error"]["type"] == "invalid_request_error",
        "400 on invalid JSON")

@@ -53,7 +53,9 @@
  * (an invalid JSON data line mid-stream, the rest follows; invalid JSON
  * body otherwise), shape (JSON of the wrong shape: {"choices":"nope"}
  * then [DONE] when streaming, {"foo":1} otherwise; in JSON-answer nodes
- * the content becomes {"unexpected":true}), crlf (CRLF line ends).
+ * the content becomes {"unexpected":true}), crlf (CRLF line ends), split
+ * (a streamed token ends inside a multi-byte character, the raw rest of
+ * it opens the next delta, as a careless server's byte-level tokens do).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -100,7 +102,8 @@ enum fault_kind {
 	F_CUT,
 	F_MALFORMED,
 	F_SHAPE,
-	F_CRLF
+	F_CRLF,
+	F_SPLIT
 };
 
 static const struct {
@@ -115,6 +118,7 @@ static const struct {
 	{ "malformed",	F_MALFORMED },
 	{ "shape",	F_SHAPE },
 	{ "crlf",	F_CRLF },
+	{ "split",	F_SPLIT },
 };
 
 /* What a request is for; the names are the fault scopes. */
@@ -1096,6 +1100,21 @@ token_end(const char *s, size_t len, size_t pos)
 	return e;
 }
 
+/*
+ * The split fault: end the token s[pos..e) just after the lead byte of
+ * its first multi-byte character not at pos, if it has one.
+ */
+static size_t
+split_end(const char *s, size_t pos, size_t e)
+{
+	size_t	 i;
+
+	for (i = pos + 1; i < e; i++)
+		if ((unsigned char)s[i] >= 0xC0)
+			return i + 1;
+	return e;
+}
+
 /* Count tokens and apply max_tokens to ch->len and ch->finish. */
 static void
 tokens_limit(struct chat *ch)
@@ -1412,6 +1431,8 @@ chat_stream(struct conn *c, struct chat *ch)
 			break;
 		}
 		e = token_end(ch->content, ch->len, pos);
+		if (ch->f.kind == F_SPLIT)
+			e = split_end(ch->content, pos, e);
 		out_event(&o, delta_chunk(ch,
 		    delta_text(NULL, ch->content + pos, e - pos, 0), NULL), NULL);
 		pos = e;
