@@ -50,6 +50,14 @@ struct pool {
 	long long	 spawn_after;	/* no start before (monotonic ms) */
 };
 
+/* Whether slot i holds a worker that accepts requests. */
+static int
+serving(const struct pool *p, int i)
+{
+	return atomic_load(&sb->rows[i].pid) != 0 && !p->retiring[i] &&
+	    !atomic_load(&sb->rows[i].leaving);
+}
+
 static int
 count_workers(struct pool *p, int *idle)
 {
@@ -58,7 +66,7 @@ count_workers(struct pool *p, int *idle)
 	if (idle)
 		*idle = 0;
 	for (i = 0; i < SB_MAX_WORKERS; i++) {
-		if (atomic_load(&sb->rows[i].pid) == 0 || p->retiring[i])
+		if (!serving(p, i))
 			continue;
 		n++;
 		if (idle && atomic_load(&sb->rows[i].busy) == 0)
@@ -271,8 +279,7 @@ maintain(struct pool *p)
 			want = n + (c->min_spare_processes - idle);
 		if (idle > c->max_spare_processes) {
 			for (i = 0; i < SB_MAX_WORKERS && idle > c->max_spare_processes; i++)
-				if (atomic_load(&sb->rows[i].pid) != 0 && !p->retiring[i] &&
-				    atomic_load(&sb->rows[i].busy) == 0) {
+				if (serving(p, i) && atomic_load(&sb->rows[i].busy) == 0) {
 					retire(p, i, "spare");
 					idle--;
 				}
@@ -284,8 +291,7 @@ maintain(struct pool *p)
 		if (listen_pending(p->fd) && idle == 0)
 			want = n + 1;
 		for (i = 0; i < SB_MAX_WORKERS; i++)
-			if (atomic_load(&sb->rows[i].pid) != 0 && !p->retiring[i] &&
-			    atomic_load(&sb->rows[i].busy) == 0 &&
+			if (serving(p, i) && atomic_load(&sb->rows[i].busy) == 0 &&
 			    now - atomic_load(&sb->rows[i].last_request_ms) >
 			    c->process_idle_timeout_ms &&
 			    now - atomic_load(&sb->rows[i].started_ms) >

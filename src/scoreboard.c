@@ -62,6 +62,7 @@ sb_clear_row(int slot)
 	atomic_store(&r->active, 0);
 	atomic_store(&r->busy, 0);
 	atomic_store(&r->requests, 0);
+	atomic_store(&r->leaving, 0);
 	for (i = 0; i < CONF_MAX_UNMUTE_URLS; i++)
 		atomic_store(&r->unmute[i], 0);
 	sb_unlock();

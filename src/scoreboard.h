@@ -25,6 +25,11 @@ struct sb_row {
 	atomic_int	 busy;		/* requests in flight (any route) */
 	atomic_int	 unmute[CONF_MAX_UNMUTE_URLS];
 	atomic_llong	 last_request_ms;
+	/*
+	 * The worker accepts no more (max_requests, drain) and only
+	 * finishes its streams: the master starts its replacement now.
+	 */
+	atomic_int	 leaving;
 };
 
 struct scoreboard {

@@ -183,8 +183,10 @@ count_request(const struct conf *c)
 	int n = atomic_fetch_add(&served, 1) + 1;
 
 	if (c->max_requests > 0 && n >= c->max_requests &&
-	    !atomic_exchange(&stop_accepting, 1))
+	    !atomic_exchange(&stop_accepting, 1)) {
+		atomic_store(&row()->leaving, 1);
 		log_info("served %d requests (max_requests): recycling", n);
+	}
 }
 
 static void *
@@ -231,6 +233,7 @@ begin_drain(const struct conf *c, const char *why)
 	atomic_store(&job_drain_deadline_ms, mono_ms() + c->drain_timeout_ms);
 	atomic_store(&job_draining, 1);
 	atomic_store(&stop_accepting, 1);
+	atomic_store(&row()->leaving, 1);
 }
 
 /* The main thread: signals, until every acceptor has left. */

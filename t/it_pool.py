@@ -120,6 +120,28 @@ with Stack(sim=False, processes=1, threads=2, conf={"max_requests": 3}) as s:
     tap.ok(pid0 != pid1, "worker recycled after max_requests", (pid0, pid1))
     tap.is_(s.status()["respawned_processes"], 0, "recycling is not counted as a crash")
 
+# A worker recycled by max_requests while a stream is still in flight:
+# the pool does not wait for that stream to start its replacement.
+with Stack(sim=False, processes=1, threads=4, conf=dict(HOLD, max_requests=2)) as s:
+    tap.is_(s.request("GET", "/api/agent/health")[0], 200, "recycling: first request")
+    c, r = s.open_stream({"message": "hold the old worker", "voice": False})
+    r.read1(100)
+    pid0 = s.tandem_pids()
+    tap.is_(len(pid0), 1, "recycling: one worker, its stream in flight")
+    # The status request above was its second: it accepts no more.
+    time.sleep(0.3)
+    t0 = time.time()
+    try:
+        st = s.request("GET", "/api/agent/health", timeout=5)[0]
+    except OSError:
+        st = None
+    tap.is_(st, 200, "recycling: the next request is served while the old worker finishes its stream (%.2f s)"
+            % (time.time() - t0))
+    dt = wait(lambda: len(set(s.tandem_pids()) - set(pid0)) == 1, 5)
+    tap.ok(dt is not None, "recycling: a replacement started beside the leaving worker")
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+
 # pm = ondemand: no worker until a request comes; idle workers leave.
 with Stack(sim=False, processes=2, threads=4,
            conf={"pm": "ondemand", "process_idle_timeout": "1s", "start_processes": 1}) as s:
