@@ -78,6 +78,7 @@ struct voice {
 	int			 early_failed;	/* an early follow-up connect failed */
 	int			 retries;	/* follow-up sessions tried again */
 	long long		 retry_at;	/* not before then */
+	int			 update_lost;	/* s[0] gone: follow up in a session */
 	char			*answer;
 	const char		*err_code;
 };
@@ -100,7 +101,8 @@ uev_emit(void *arg, const char *type, struct json_object *d)
 static int
 by_update(const struct voice *v)
 {
-	return strcmp(v->cf->unmute.follow_up, "update") == 0;
+	return strcmp(v->cf->unmute.follow_up, "update") == 0 &&
+	    !v->update_lost;
 }
 
 static void
@@ -438,6 +440,27 @@ end_code(struct um_conn *c, const char **msg)
 	}
 }
 
+/*
+ * Unmute closes 1000 about 1 s after a turn that ends in "Bye!"
+ * (protocol doc §6). Between turns in follow_up = update mode, that
+ * only means the follow-up needs a session of its own.
+ */
+static int
+said_goodbye(struct voice *v, struct vsess *s, struct um_conn *c)
+{
+	if (s->follow || v->in_turn || (v->phase != PH_WAIT_ANSWER &&
+	    v->phase != PH_FOLLOW) || um_end_reason(c) != UM_END_PEER_CLOSE ||
+	    um_close_code(c) != 1000)
+		return 0;
+	log_debug("%s: voice: Unmute closed between turns; the follow-up "
+	    "takes a new session", v->job->sse->request_id);
+	v->update_lost = 1;
+	v->phase = PH_WAIT_ANSWER;
+	v->busy_since = mono_ms();
+	v->turn_deadline = 0;
+	return 1;
+}
+
 static void
 sess_end(void *arg, struct um_conn *c)
 {
@@ -452,7 +475,7 @@ sess_end(void *arg, struct um_conn *c)
 	if (s->leaving || v->phase == PH_DONE)
 		return;
 	code = end_code(c, &msg);
-	if (follow_retry(v, s, code))
+	if (follow_retry(v, s, code) || said_goodbye(v, s, c))
 		return;
 	fail(v, code, msg);
 }

@@ -276,5 +276,9 @@ with Stack(conf=dict(FAST, **{"unmute.follow_up": "update"}), sim_args=["--speed
     # the new instructions: it is the follow-up.
     r = s.stream({"message": LONG + " [[unmute:interrupt]]", "route": "medical"})
     follow_up_ok(r, "follow_up update after an interruption")
+    # Unmute closes 1000 about 1 s after a turn that ends in "Bye!": the
+    # follow-up then needs a fresh session.
+    r = s.stream({"message": "What helps a sore knee? Thanks, bye!", "route": "medical"})
+    follow_up_ok(r, "follow_up update after Unmute's goodbye")
 
 tap.done()
