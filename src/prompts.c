@@ -118,7 +118,7 @@ prompt_build(const struct conf *conf, enum llm_node n, const char *context)
 {
 	const char	*base = NULL, *schema = prompt_schema(n);
 	char		*out, marker[32];
-	int		 add_schema = 0, len;
+	int		 add_schema = 0, add_json, len;
 
 	if (conf != NULL && n < LLM_NODE__MAX)
 		base = conf->llm.node[n].prompt;
@@ -129,8 +129,16 @@ prompt_build(const struct conf *conf, enum llm_node n, const char *context)
 		    (int)marker_len(schema), schema);
 		add_schema = strstr(base, marker) == NULL;
 	}
-	len = asprintf(&out, "%s%s%s%s%s", base,
+	/*
+	 * OpenAI refuses response_format json_object (400) unless a
+	 * message says "JSON": a configured prompt with its schema marker
+	 * but not the word gets a line that says it.
+	 */
+	add_json = schema != NULL && !add_schema && strcasestr(base, "json") ==
+	    NULL;
+	len = asprintf(&out, "%s%s%s%s%s%s", base,
 	    add_schema ? "\n" JSON_ONLY : "", add_schema ? schema : "",
+	    add_json ? "\nAnswer in JSON." : "",
 	    context != NULL ? "\n\n# Context\n" : "",
 	    context != NULL ? context : "");
 	return len == -1 ? NULL : out;

@@ -386,10 +386,21 @@ test_helpers(void)
 	ok(strncmp(s, "Route it.", 9) == 0 && strstr(s, "{\"route\"") &&
 	    strstr(s, "ctx"), "configured prompt gets schema and context");
 	free(s);
+	conf.llm.node[LLM_NODE_TAGGER].prompt = "Say {\"route\": \"x\"} as json";
+	s = prompt_build(&conf, LLM_NODE_TAGGER, NULL);
+	is_str(s, "Say {\"route\": \"x\"} as json",
+	    "prompt with its marker kept as is");
+	free(s);
 	conf.llm.node[LLM_NODE_TAGGER].prompt = "Say {\"route\": \"x\"}";
 	s = prompt_build(&conf, LLM_NODE_TAGGER, NULL);
-	is_str(s, "Say {\"route\": \"x\"}", "prompt with its marker kept as is");
+	is_str(s, "Say {\"route\": \"x\"}\nAnswer in JSON.",
+	    "marker without the word JSON: a line says it (OpenAI needs it)");
 	free(s);
+	conf.llm.node[LLM_NODE_POSTPROCESS].prompt = "Be kind.";
+	s = prompt_build(&conf, LLM_NODE_POSTPROCESS, NULL);
+	is_str(s, "Be kind.", "prose prompt: no JSON line");
+	free(s);
+	conf.llm.node[LLM_NODE_POSTPROCESS].prompt = NULL;
 	conf.llm.node[LLM_NODE_TAGGER].prompt = NULL;
 }
 

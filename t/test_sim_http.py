@@ -349,6 +349,16 @@ def run(p, line):
     raw = r.body
     ok(b'caf\xc3"' in raw and b'"content":"\xa9"' in raw,
        "split: a delta ends inside a character, the next holds its rest", raw[:600])
+    r = request(port, "POST", "/v1/chat/completions",
+                {"response_format": {"type": "json_object"},
+                 "messages": [{"role": "user", "content": "route it"}]})
+    ok(r.status == 400 and "word 'json'" in json.loads(r.body)["error"]["message"],
+       "400 on json_object without the word json, as OpenAI", r.body)
+    r = request(port, "POST", "/v1/chat/completions",
+                {"response_format": {"type": "json_object"},
+                 "messages": [{"role": "system", "content": "Answer in JSON."},
+                              {"role": "user", "content": "route it"}]})
+    is_(r.status, 200, "json_object with the word JSON: 200")
     r = request(port, "POST", "/v1/chat/completions", "{not json")
     ok(r.status == 400 and json.loads(r.body)["error"]["type"] == "invalid_request_error",
        "400 on invalid JSON")

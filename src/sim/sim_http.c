@@ -13,7 +13,8 @@
  *   GET  /sim/stats            the sim_stats counters as JSON
  *
  * Requests are checked as the real API does: a message with a role or a
- * member OpenAI does not know is a 400 invalid_request_error.
+ * member OpenAI does not know, or response_format json_object with no
+ * message saying "json", is a 400 invalid_request_error.
  *
  * Chat answers are deterministic. U is the text of the LAST user message,
  * S the text of the first system message. S selects the node by a JSON
@@ -1591,6 +1592,34 @@ chat_messages(struct conn *c, struct json_object *req, struct chat *ch,
 }
 
 /*
+ * Whether the request asks for response_format json_object while no
+ * message says "json": OpenAI answers that with a 400.
+ */
+static int
+json_mode_unasked(struct json_object *req)
+{
+	struct json_object	*rf, *t, *msgs;
+	const char		*text;
+	char			*tmp;
+	size_t			 i, n;
+	int			 found = 0;
+
+	if (!json_object_object_get_ex(req, "response_format", &rf) ||
+	    !json_object_object_get_ex(rf, "type", &t) ||
+	    !json_object_is_type(t, json_type_string) ||
+	    strcmp(json_object_get_string(t), "json_object") != 0)
+		return 0;
+	json_object_object_get_ex(req, "messages", &msgs);
+	n = json_object_array_length(msgs);
+	for (i = 0; i < n && !found; i++) {
+		text = content_text(json_object_array_get_idx(msgs, i), &tmp);
+		found = strcasestr(text, "json") != NULL;
+		free(tmp);
+	}
+	return !found;
+}
+
+/*
  * POST /v1/chat/completions. Validates like the real API (400 with an
  * invalid_request_error), then answers per the comment at the top.
  */
@@ -1617,6 +1646,12 @@ route_chat(struct conn *c)
 		ch.f.crlf = 1;
 	if (json_object_object_get_ex(req, "stream", &x))
 		stream = json_object_get_boolean(x);
+	if (json_mode_unasked(req)) {
+		send_openai_error(c, 400, "invalid_request_error", NULL, NULL,
+		    "'messages' must contain the word 'json' in some form, to "
+		    "use 'response_format' of type 'json_object'.");
+		goto out;
+	}
 	if ((json_object_object_get_ex(req, "max_completion_tokens", &x) ||
 	    json_object_object_get_ex(req, "max_tokens", &x)) &&
 	    json_object_is_type(x, json_type_int))
