@@ -17,6 +17,8 @@ struct conn {
 	int		 in_eof;	/* the whole body was read */
 	int		 failed;	/* a write failed: the client left */
 	size_t		 written;	/* body bytes after the headers */
+	/* "Name: value\r\n" lines every answer carries (CORS), or NULL */
+	const char	*extra_headers;
 };
 
 void		 conn_init_fcgi(struct conn *, FCGX_Request *);

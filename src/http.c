@@ -80,8 +80,9 @@ http_json(struct conn *c, int status, const char *body, const char *extra)
 
 	n = snprintf(head, sizeof(head),
 	    "Status: %d %s\r\nContent-Type: application/json\r\n"
-	    "Cache-Control: no-store\r\nContent-Length: %zu\r\n%s\r\n",
-	    status, http_reason(status), strlen(body), extra ? extra : "");
+	    "Cache-Control: no-store\r\nContent-Length: %zu\r\n%s%s\r\n",
+	    status, http_reason(status), strlen(body), extra ? extra : "",
+	    c->extra_headers ? c->extra_headers : "");
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return;
 	if (conn_write(c, head, (size_t)n) == 0)
@@ -110,8 +111,9 @@ refuse(struct exchange *x, enum terr e, const char *message, const char *more)
 {
 	char extra[1024];
 
-	snprintf(extra, sizeof(extra), "X-Request-Id: %s\r\n%s%s",
-	    x->request_id, x->cors, more ? more : "");
+	/* http_json adds the CORS headers (conn extra_headers). */
+	snprintf(extra, sizeof(extra), "X-Request-Id: %s\r\n%s",
+	    x->request_id, more ? more : "");
 	http_error(x->conn, e, message, extra);
 	x->status = terr_status(e);
 	x->outcome = terr_code(e);
@@ -150,25 +152,34 @@ set_cors_headers(struct exchange *x, const char *origin)
 	    "Access-Control-Expose-Headers: X-Request-Id\r\n", origin);
 }
 
+/*
+ * An allowed origin gets the CORS headers on every answer, refusals
+ * included, so that a browser lets the page read them. Return 1 when
+ * the origin is allowed.
+ */
+static int
+note_origin(struct exchange *x)
+{
+	const char *origin = conn_param(x->conn, "HTTP_ORIGIN");
+
+	/* The origin was matched against the allowlist: safe to echo. */
+	if (cors_check(x->conf->cors_origins, origin) != CORS_ALLOWED ||
+	    strlen(origin) >= 256 || strpbrk(origin, "\r\n") != NULL)
+		return 0;
+	set_cors_headers(x, origin);
+	x->conn->extra_headers = x->cors;
+	return 1;
+}
+
 /* Return 0 when the origin may proceed, else refuse and return -1. */
 static int
 check_origin(struct exchange *x)
 {
 	const char *origin = conn_param(x->conn, "HTTP_ORIGIN");
 
-	switch (cors_check(x->conf->cors_origins, origin)) {
-	case CORS_NONE:
+	if (cors_check(x->conf->cors_origins, origin) == CORS_NONE ||
+	    x->cors[0] != '\0')
 		return 0;
-	case CORS_ALLOWED:
-		/* The origin was matched against the allowlist: safe to echo. */
-		if (strlen(origin) < 256 && strpbrk(origin, "\r\n") == NULL) {
-			set_cors_headers(x, origin);
-			return 0;
-		}
-		/* FALLTHROUGH */
-	case CORS_DENIED:
-		break;
-	}
 	refuse(x, TERR_ORIGIN_NOT_ALLOWED, NULL, "Vary: Origin\r\n");
 	return -1;
 }
@@ -306,11 +317,8 @@ preflight(struct exchange *x)
 	char head[1024];
 	int n;
 
-	if (cors_check(x->conf->cors_origins,
-	    conn_param(x->conn, "HTTP_ORIGIN")) != CORS_ALLOWED ||
-	    check_origin(x) == -1) {
-		if (x->status == 0)
-			refuse(x, TERR_ORIGIN_NOT_ALLOWED, NULL, "Vary: Origin\r\n");
+	if (x->cors[0] == '\0') {
+		refuse(x, TERR_ORIGIN_NOT_ALLOWED, NULL, "Vary: Origin\r\n");
 		return;
 	}
 	n = snprintf(head, sizeof(head),
@@ -426,6 +434,7 @@ http_serve(const struct conf *conf, struct conn *c)
 		atomic_store(&sb->rows[sb_slot < 0 ? 0 : sb_slot].last_request_ms,
 		    mono_ms());
 	}
+	note_origin(&x);
 	request_path(c, path, sizeof(path));
 	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 		if (path_matches(path, routes[i].path))
@@ -441,4 +450,5 @@ http_serve(const struct conf *conf, struct conn *c)
 			routes[i].serve(&x);
 	}
 	access_log(&x);
+	c->extra_headers = NULL;	/* x.cors dies here */
 }

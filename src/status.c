@@ -177,7 +177,7 @@ void
 status_serve(const struct conf *c, struct conn *conn, const char *query)
 {
 	struct snapshot	 s;
-	char		*body, head[256];
+	char		*body, head[1024];
 	int		 n;
 
 	take_snapshot(c, &s);
@@ -186,8 +186,8 @@ status_serve(const struct conf *c, struct conn *conn, const char *query)
 			return;
 		n = snprintf(head, sizeof(head), "Status: 200 OK\r\n"
 		    "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-		    "Cache-Control: no-store\r\nContent-Length: %zu\r\n\r\n",
-		    strlen(body));
+		    "Cache-Control: no-store\r\nContent-Length: %zu\r\n%s\r\n",
+		    strlen(body), conn->extra_headers ? conn->extra_headers : "");
 		if (conn_write(conn, head, (size_t)n) == 0)
 			conn_write(conn, body, strlen(body));
 	} else {

@@ -130,6 +130,21 @@ with Stack(sim=False, conf={"auth_token_file": tokfile, "max_streams": 2,
     tap.ok(hd.get("access-control-max-age", "").isdigit(), "preflight Max-Age")
     st, hd, data = s.request("OPTIONS", P, headers={"Origin": "http://evil.example"})
     tap.is_(st, 403, "preflight from a foreign origin -> 403")
+    tap.ok("access-control-allow-origin" not in hd, "a foreign origin gets no CORS headers")
+
+    # CORS on every answer to an allowed origin, so that the page can read it.
+    O = {"Origin": "http://localhost:3000"}
+    for name, method, path, body, h in (
+            ("405", "GET", P, None, dict(auth, **O)),
+            ("401", "POST", P, {"message": "x"}, O),
+            ("400", "POST", P, {"voice": 1}, dict(auth, **O)),
+            ("health", "GET", "/api/agent/health", None, O),
+            ("status", "GET", "/api/agent/status", None, O),
+            ("status prometheus", "GET", "/api/agent/status?format=prometheus", None, O)):
+        st, hd, data = s.request(method, path, body=body, headers=h)
+        tap.ok(hd.get("access-control-allow-origin") == "http://localhost:3000" and hd.get("vary") == "Origin"
+               and hd.get("access-control-expose-headers") == "X-Request-Id",
+               "CORS headers on the %s answer (%d) to an allowed origin" % (name, st), hd)
 
     # Health.
     st, hd, data = s.request("GET", "/api/agent/health")
