@@ -34,35 +34,61 @@ conn_param(const struct conn *c, const char *name)
 	return NULL;
 }
 
+/*
+ * A CGI program must read no more than CONTENT_LENGTH bytes (RFC 3875
+ * §4.2): the server need not close stdin after the body. Return the
+ * byte count left to read, or -1 when unknown (read to EOF).
+ */
+static long long
+cgi_body_left(const struct conn *c)
+{
+	const char	*cl = conn_param(c, "CONTENT_LENGTH");
+	char		*end;
+	long long	 n;
+
+	if (cl == NULL || *cl == '\0')
+		return -1;
+	n = strtoll(cl, &end, 10);
+	return (*end != '\0' || n < 0) ? -1 : n;
+}
+
 static int
-read_some(struct conn *c, char *buf, int n)
+read_some(struct conn *c, char *buf, int n, long long *left)
 {
 	ssize_t r;
 
 	if (c->fcgi != NULL)
 		return FCGX_GetStr(buf, n, c->fcgi->in);
+	if (*left == 0)
+		return 0;
+	if (*left > 0 && *left < n)
+		n = (int)*left;
 	do
 		r = read(0, buf, (size_t)n);
 	while (r == -1 && errno == EINTR);
+	if (r > 0 && *left > 0)
+		*left -= r;
 	return (int)r;
 }
 
 long
 conn_read_body(struct conn *c, size_t max, char **out)
 {
-	char	*buf;
-	size_t	 len = 0, cap = max + 1;
-	int	 n;
-	char	 sink[4096];
+	char		*buf;
+	size_t		 len = 0, cap = max + 1;
+	int		 n;
+	char		 sink[4096];
+	long long	 left = c->fcgi != NULL ? -1 : cgi_body_left(c);
 
 	*out = NULL;
 	if ((buf = malloc(cap + 1)) == NULL)
 		return -1;
 	for (;;) {
 		if (len < cap)
-			n = read_some(c, buf + len, (int)(cap - len < 65536 ? cap - len : 65536));
-		else
-			n = read_some(c, sink, sizeof(sink)); /* drain, keep counting */
+			n = read_some(c, buf + len,
+			    (int)(cap - len < 65536 ? cap - len : 65536), &left);
+		else	/* drain, keep counting */
+			n = read_some(c, sink, sizeof(sink), &left);
 		if (n < 0) {
 			free(buf);
 			return -1;

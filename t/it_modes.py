@@ -113,6 +113,27 @@ r = Result()
 parse_sse_into(r, rest.decode())
 r.headers = {"x-request-id": [l.split(": ", 1)[1] for l in head.split("\r\n") if l.startswith("X-Request-Id")][0]}
 tap.ok(not check_framing(r), "CGI: a well-formed stream", check_framing(r))
+# RFC 3875: the server need not close stdin after CONTENT_LENGTH bytes.
+body = json.dumps({"message": "stdin stays open", "voice": False}).encode()
+env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+env.update({"GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "POST", "PATH_INFO": "/api/agent/stream",
+            "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)), "QUERY_STRING": "",
+            "TANDEM_LLM_BASE_URL": "http://127.0.0.1:9/v1", "TANDEM_UNMUTE_URL": "ws://127.0.0.1:9/v1/realtime",
+            "TANDEM_LOG_LEVEL": "error"})
+env.pop("DOCUMENT_URI", None)
+p = subprocess.Popen([TANDEM], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+p.stdin.write(body + b"\n")
+p.stdin.flush()
+try:
+    p.wait(20)
+    out = p.stdout.read()
+except subprocess.TimeoutExpired:
+    p.kill()
+    p.wait()
+    out = b""
+p.stdin.close()
+tap.ok(b"event: stream_complete" in out, "CGI: the body is read to CONTENT_LENGTH, not to the end of stdin")
+
 rc, head, rest = cgi(b"{bad", ctype="application/json")
 tap.ok(head.startswith("Status: 400") and b"invalid_json" in rest, "CGI: 400 invalid_json", head)
 rc, head, rest = cgi(b"", method="GET", uri="/cgi-bin/tandem/api/agent/health")
