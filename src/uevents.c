@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "uevents.h"
+#include "utf8.h"
 
 typedef enum uev_status uev_handler(struct uev *, struct json_object *);
 
@@ -342,6 +343,10 @@ uev_feed(struct uev *u, const char *msg, size_t len)
 	enum uev_status		 st = UEV_CONTINUE;
 	size_t			 i;
 
+	/* Words go into our UTF-8 stream: invalid UTF-8 is not JSON. */
+	if (!utf8_valid(msg, len))
+		return uev_fail(u, "unmute_protocol",
+		    "Unmute sent a frame that is not UTF-8 text");
 	if (len > INT32_MAX || (tok = json_tokener_new()) == NULL)
 		return uev_fail(u, "internal", "cannot parse an Unmute event");
 	ev = json_tokener_parse_ex(tok, msg, (int)len);

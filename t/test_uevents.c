@@ -316,6 +316,81 @@ test_failures(void)
 	uev_free(&u);
 }
 
+/* Frames a broken or hostile server might send: no crash, the right code. */
+static void
+test_hostile(void)
+{
+	struct uev	 u;
+	char		*big;
+	size_t		 i, n;
+	int		 okay;
+
+	expect_fail("{\"type\":\"response.text.delta\",\"delta\":\"a\xff" "b\"}",
+	    "unmute_protocol", "text delta with invalid UTF-8 -> unmute_protocol");
+	expect_fail("{\"type\":\"response.text.delta\",\"delta\":\"\xc3\"}",
+	    "unmute_protocol", "text delta with a cut UTF-8 sequence -> unmute_protocol");
+	expect_fail("{\"type\":\"x\",\"v\":\"\xed\xa0\x80\"}",
+	    "unmute_protocol", "a UTF-8-encoded surrogate anywhere -> unmute_protocol");
+	expect_fail("{\"type\":5}", "unmute_protocol", "type not a string -> unmute_protocol");
+	expect_fail("{\"type\":null}", "unmute_protocol", "type null -> unmute_protocol");
+	expect_fail("{\"type\":\"response.text.delta\",\"delta\":5}", "unmute_protocol",
+	    "text delta a number -> unmute_protocol");
+	expect_fail("{\"type\":\"response.text.delta\",\"delta\":null}", "unmute_protocol",
+	    "text delta null -> unmute_protocol");
+	expect_fail("{\"type\":\"response.audio.delta\",\"delta\":[\"T2dn\"]}", "unmute_protocol",
+	    "audio delta an array -> unmute_protocol");
+	expect_fail("{\"type\":\"error\",\"error\":{\"type\":\"fatal\",\"message\":5}}",
+	    "unmute_unavailable", "fatal without a string message -> unmute_unavailable");
+	expect_fail("\"response.created\"", "unmute_protocol", "a JSON string -> unmute_protocol");
+	expect_fail("", "unmute_protocol", "an empty frame -> unmute_protocol");
+	{
+		static const char frame[] = "{\"type\":\"response.created\"}\0junk";
+
+		uev_init(&u, collect, NULL);
+		ok(uev_feed(&u, frame, sizeof(frame) - 1) == UEV_FAIL &&
+		    strcmp(u.err_code, "unmute_protocol") == 0,
+		    "an event followed by a NUL and junk -> unmute_protocol");
+		uev_free(&u);
+		fresh();
+	}
+
+	/* 100000 levels of nesting: the parser's depth limit, no stack. */
+	n = 100000;
+	big = malloc(2 * n + 64);
+	strcpy(big, "{\"type\":\"response.created\",\"response\":");
+	i = strlen(big);
+	memset(big + i, '[', n);
+	memset(big + i + n, ']', n);
+	strcpy(big + i + 2 * n, "}");
+	expect_fail(big, "unmute_protocol", "deeply nested JSON -> unmute_protocol");
+	free(big);
+
+	/* 6 MiB of base64 zeros: decoded, not Ogg, refused. */
+	n = 6 << 20;
+	big = malloc(n + 64);
+	i = (size_t)sprintf(big, "{\"type\":\"response.audio.delta\",\"delta\":\"");
+	memset(big + i, 'A', n);
+	strcpy(big + i + n, "\"}");
+	expect_fail(big, "unmute_protocol", "6 MiB of base64 that is not Ogg -> unmute_protocol");
+	free(big);
+
+	/* Wrong types where nothing is read: tolerated, turn logic intact. */
+	uev_init(&u, collect, NULL);
+	okay = feed(&u, "{\"type\":\"response.created\",\"response\":5}") == UEV_TURN_STARTED;
+	okay &= feed(&u, "{\"type\":\"error\",\"error\":\"fatal\"}") == UEV_CONTINUE;
+	okay &= feed(&u, "{\"type\":\"error\",\"error\":{\"type\":[\"fatal\"]}}") == UEV_CONTINUE;
+	okay &= feed(&u, "{\"type\":\"error\"}") == UEV_CONTINUE;
+	okay &= feed(&u, "{\"type\":\"unmute.additional_outputs\",\"args\":7}") == UEV_CONTINUE;
+	okay &= feed(&u, "{\"type\":\"session.updated\",\"session\":null}") == UEV_CONTINUE;
+	okay &= feed(&u, "{\"type\":\"response.text.done\",\"text\":[1]}") == UEV_CONTINUE;
+	okay &= feed(&u, "{\"type\":\"response.text.delta\",\"delta\":\"\\u00e9t\\u00e9\"}") == UEV_CONTINUE;
+	okay &= feed(&u, "{\"type\":\"response.audio.done\",\"extra\":{}}") == UEV_TURN_DONE;
+	ok(okay && u.err_code == NULL, "fields of the wrong type that are not read are ignored");
+	ok(strstr(fresh(), "text_complete {\"text\":\"\xc3\xa9t\xc3\xa9\"") != NULL,
+	    "escaped UTF-8 words pass");
+	uev_free(&u);
+}
+
 static void
 test_b64(void)
 {
@@ -346,6 +421,7 @@ main(void)
 {
 	test_turns();
 	test_failures();
+	test_hostile();
 	test_b64();
 	free(stream);
 	while (nev > 0) {
