@@ -210,7 +210,8 @@ main(int argc, char *argv[])
 		own = conf.listen == NULL || strncmp(conf.listen, "fd:", 3) != 0;
 	listen_describe(fd, where, sizeof(where));
 	log_notice("tandem %s listening on %s", PACKAGE_VERSION, where);
-	if (drop_privileges(&conf) == -1 || write_pid_file(conf.pid_file) == -1)
+	/* The pid file goes where root may write (/run), before the drop. */
+	if (write_pid_file(conf.pid_file) == -1 || drop_privileges(&conf) == -1)
 		return 1;
 	rc = pm_run(&conf, path, fd);
 	if (conf.pid_file != NULL)

@@ -48,6 +48,34 @@ p = subprocess.run([TANDEM, "-c", "/dev/null"], env=dict(os.environ, TANDEM_LIST
 tap.ok(p.returncode == 1 and "bind" in p.stderr, "an address in use is a clear error", p.stderr)
 busy.close()
 
+# Started as root with user = nobody: the pid file is written (in a
+# directory only root may write to) before privileges are dropped.
+if os.geteuid() == 0:
+    with Stack(sim=False, conf={"user": "nobody", "pid_file": None}, start=False) as s:
+        s.conf["pid_file"] = os.path.join(s.dir, "tandem.pid")
+        s.write_conf()
+        try:
+            s.start_tandem()
+            started = True
+        except RuntimeError as e:
+            started = False
+            tap.diag(str(e)[-400:])
+        tap.ok(started and open(s.conf["pid_file"]).read().strip() == str(s.procs["tandem"].pid),
+               "root with user = nobody: pid file written, master running")
+        if started:
+            s.start_nginx()
+            r = s.stream({"message": "as nobody", "voice": False})
+            tap.ok(r.status == 200 and not check_framing(r), "root with user = nobody: streams served")
+            st = s.status()
+            uids = set()
+            for pid in [s.procs["tandem"].pid] + [p["pid"] for p in s.json("/api/agent/status?full")["processes_detail"]]:
+                for line in open("/proc/%d/status" % pid):
+                    if line.startswith("Uid:"):
+                        uids.add(int(line.split()[1]))
+            tap.ok(uids == {65534}, "master and workers run as nobody", uids)
+else:
+    tap.ok(True, "# SKIP not root")
+
 # -t: test a configuration like nginx -t.
 d = tempfile.mkdtemp()
 good = os.path.join(d, "good.conf")
