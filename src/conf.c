@@ -660,6 +660,38 @@ conf_free(struct conf *c)
 	c->auth_token = c->llm.api_key = NULL;
 }
 
+/*
+ * Print a value that may hold URLs (one or a comma-separated list)
+ * without what may be a secret in them: the userinfo becomes "***@" and
+ * a query string "?***".
+ */
+static void
+dump_redacted(const char *v, FILE *out)
+{
+	const char	*p = v, *auth, *end, *at;
+	size_t		 n;
+
+	while (*p != '\0') {
+		if (strncmp(p, "://", 3) == 0) {
+			auth = p + 3;
+			end = auth + strcspn(auth, "/?#, ");
+			at = memchr(auth, '@', (size_t)(end - auth));
+			fputs("://", out);
+			if (at != NULL) {
+				fputs("***@", out);
+				auth = at + 1;
+			}
+			fwrite(auth, 1, (size_t)(end - auth), out);
+			p = end;
+		} else if (*p == '?') {
+			fputs("?***", out);
+			n = strcspn(p, ", ");
+			p += n;
+		} else
+			fputc(*p++, out);
+	}
+}
+
 static void
 dump_value(const struct conf *cc, const struct conf_row *r, FILE *out)
 {
@@ -674,6 +706,10 @@ dump_value(const struct conf *cc, const struct conf_row *r, FILE *out)
 			break;
 		if (strchr(*(char **)f, '\n') != NULL || **(char **)f == ' ')
 			fprintf(out, "\"(%zu characters)\"", strlen(*(char **)f));
+		else if (strspn(*(char **)f, "abcdefghijklmnopqrstuvwxyz") > 0 &&
+		    strncmp(*(char **)f + strspn(*(char **)f,
+		    "abcdefghijklmnopqrstuvwxyz"), "://", 3) == 0)
+			dump_redacted(*(char **)f, out);	/* a URL (list) */
 		else
 			fprintf(out, "%s", *(char **)f);
 		break;

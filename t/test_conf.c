@@ -682,6 +682,28 @@ test_secrets(void)
 	    "conf_dump shows durations in ms");
 	conf_free(&c);
 	is_str(c.auth_token, NULL, "conf_free clears the token");
+
+	/* Credentials in URLs are not printed either. */
+	ok(load("[unmute]\nurl = wss://bob:Pa55w0rd@u1.example/v1/realtime?"
+	    "token=T0KEN1, ws://u2.example:8000/v1/realtime\n"
+	    "[llm]\nbase_url = https://key:SEKRIT@llm.example/v1\n"
+	    "[search]\nurl = http://s.example/search?apikey=QKEY\n", NULL) == 0,
+	    "URLs with credentials load (%s)", err);
+	memset(dump, 0, sizeof(dump));
+	f = fmemopen(dump, sizeof(dump) - 1, "w");
+	conf_dump(&c, f);
+	fclose(f);
+	ok(strstr(dump, "Pa55w0rd") == NULL && strstr(dump, "bob") == NULL,
+	    "conf_dump hides a URL's userinfo");
+	ok(strstr(dump, "T0KEN1") == NULL && strstr(dump, "QKEY") == NULL,
+	    "conf_dump hides a URL's query");
+	ok(strstr(dump, "SEKRIT") == NULL, "conf_dump hides [llm] base_url's userinfo");
+	ok(strstr(dump, "url = wss://***@u1.example/v1/realtime?***, "
+	    "ws://u2.example:8000/v1/realtime\n") != NULL,
+	    "conf_dump keeps the rest of each URL");
+	ok(strstr(dump, "base_url = https://***@llm.example/v1\n") != NULL,
+	    "conf_dump keeps the LLM host");
+	conf_free(&c);
 	is_str(c.llm.api_key, NULL, "conf_free clears the api key");
 
 	unlink(key);
