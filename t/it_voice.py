@@ -269,6 +269,17 @@ with Stack(conf=dict(FAST, **{"unmute.follow_up": "update"}), sim_args=["--speed
     follow_up_ok(r, "follow_up update")
     tap.ok(time.time() - t0 > 7, "follow_up update: turn 2 came from the silence rule (%.1f s)"
            % (time.time() - t0))
+    # The sim counts received audio: 0.25 s after the turn (wall clock at
+    # --speed 4), 7 s of silence, 0.5 s of STT flush. Silence sent faster
+    # or slower than real time moves turn 2.
+    ts = {}
+    for e in r.events:
+        ts.setdefault((e["type"], (e["data"] or {}).get("turn")), e["ts"])
+    if ("unmute_streaming_started", 2) in ts:
+        gap = (ts[("unmute_streaming_started", 2)] -
+               max(ts[("audio_complete", 1)], ts[("workflow_complete", None)])) / 1000.0
+        tap.ok(7.5 <= gap <= 8.3, "follow_up update: silence streamed in real time "
+               "(turn 2 %.2f s after the answer, want 7.75)" % gap)
     tap.is_(ogg_of(r).count(b"OpusHead"), 1, "follow_up update: one Ogg stream")
     tap.is_([e["data"]["turn"] for e in r.of("unmute_streaming_started")], [1, 2],
             "follow_up update: turns 1, 2")
