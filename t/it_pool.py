@@ -86,6 +86,32 @@ with Stack(sim=False, processes=2, threads=4) as s:
     ok = sum(1 for i in range(10) if s.stream({"message": "after kill %d" % i, "voice": False}).status == 200)
     tap.is_(ok, 10, "pool keeps serving after the kill")
 
+    # A worker killed with streams (and Unmute sessions) in flight: its
+    # counts leave with its scoreboard row, once it is reaped.
+    holdconf = dict(HOLD)
+    s.conf.update(holdconf)
+    s.restart_tandem()
+    wait(lambda: len(s.tandem_pids()) == 2, 5)
+    held = []
+    for i in range(3):
+        c, r = s.open_stream({"message": "doomed %d" % i, "voice": True})
+        r.read1(100)
+        held.append(c)
+    st = s.status()
+    tap.ok(st["active_streams"] == 3 and sum(st["unmute_sessions"]) == 3,
+           "3 streams with Unmute sessions in flight", (st["active_streams"], st["unmute_sessions"]))
+    for pid in s.tandem_pids():
+        os.kill(pid, signal.SIGKILL)
+    dt = wait(lambda: s.status()["active_streams"] == 0 and sum(s.status()["unmute_sessions"]) == 0
+              and len(s.tandem_pids()) == 2, 5)
+    tap.ok(dt is not None, "workers SIGKILLed mid-stream: active streams and Unmute sessions back to 0")
+    for c in held:
+        c.close()
+    for k in holdconf:
+        del s.conf[k]
+    s.restart_tandem()
+    wait(lambda: len(s.tandem_pids()) == 2, 5)
+
     # SIGUSR1 reopens the log file.
     logp = os.path.join(s.dir, "tandem.log")
     os.rename(logp, logp + ".1")
