@@ -214,16 +214,19 @@ reap(struct pool *p)
 	}
 }
 
-/* Ask one worker to leave (dynamic/ondemand trimming, reload). */
+/*
+ * Ask one worker to leave: SIGQUIT drains (its streams get
+ * drain_timeout), SIGUSR2 lets its streams run to their end (reload).
+ */
 static void
-retire(struct pool *p, int slot, const char *why)
+retire(struct pool *p, int slot, const char *why, int sig)
 {
 	int pid = atomic_load(&sb->rows[slot].pid);
 
 	if (pid != 0 && !p->retiring[slot]) {
 		p->retiring[slot] = 1;
 		log_info("retiring %s worker: pid %d", why, pid);
-		kill(pid, SIGQUIT);
+		kill(pid, sig);
 	}
 }
 
@@ -259,12 +262,13 @@ maintain(struct pool *p)
 	if (p->state != PM_RUNNING)
 		return;
 	/*
-	 * Workers of an older configuration drain (SIGQUIT): they stop
-	 * accepting at once and their streams get drain_timeout.
+	 * Workers of an older configuration stop accepting at once; their
+	 * streams run to their end (request_timeout at most): a reload
+	 * cuts no stream.
 	 */
 	for (i = 0; i < SB_MAX_WORKERS; i++)
 		if (atomic_load(&sb->rows[i].pid) != 0 && p->gen[i] != p->generation)
-			retire(p, i, "old-configuration");
+			retire(p, i, "old-configuration", SIGUSR2);
 	n = count_workers(p, &idle);
 	switch (c->pm) {
 	case PM_STATIC:
@@ -280,7 +284,7 @@ maintain(struct pool *p)
 		if (idle > c->max_spare_processes) {
 			for (i = 0; i < SB_MAX_WORKERS && idle > c->max_spare_processes; i++)
 				if (serving(p, i) && atomic_load(&sb->rows[i].busy) == 0) {
-					retire(p, i, "spare");
+					retire(p, i, "spare", SIGQUIT);
 					idle--;
 				}
 		}
@@ -296,7 +300,7 @@ maintain(struct pool *p)
 			    c->process_idle_timeout_ms &&
 			    now - atomic_load(&sb->rows[i].started_ms) >
 			    c->process_idle_timeout_ms)
-				retire(p, i, "idle");
+				retire(p, i, "idle", SIGQUIT);
 		break;
 	}
 	if (want > c->processes)

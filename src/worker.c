@@ -254,6 +254,12 @@ wait_for_acceptors(const struct conf *c, sigset_t *set)
 		case SIGUSR1:
 			log_reopen();
 			break;
+		case SIGUSR2:
+			/* Retired after a reload: finish the streams, take no more. */
+			if (!atomic_exchange(&stop_accepting, 1))
+				log_info("retiring: finishing the streams in flight");
+			atomic_store(&row()->leaving, 1);
+			break;
 		default:
 			break;
 		}

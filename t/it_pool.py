@@ -137,6 +137,24 @@ with Stack(sim=False, processes=2, threads=4) as s:
     tap.is_(s.stream({"message": "still fine", "voice": False}).status, 200, "bad reload refused, pool serves")
     tap.ok("reload refused" in open(logp).read(), "bad reload logged")
 
+# SIGHUP with a stream in flight: the old worker stops accepting but its
+# stream runs to its end, not cut at drain_timeout.
+with Stack(processes=1, threads=4, conf={"drain_timeout": "1s"}) as s:
+    res = {}
+
+    def slow():
+        res["r"] = s.stream({"message": "slow answer [[sim:slow=3000]]", "voice": False, "route": "text"})
+    t = threading.Thread(target=slow)
+    t.start()
+    wait(lambda: s.status()["active_streams"] == 1, 5)
+    s.procs["tandem"].send_signal(signal.SIGHUP)
+    t.join(30)
+    r = res.get("r")
+    last = r.events[-1]["data"] if r and r.events else {}
+    tap.ok(r is not None and not check_framing(r) and last.get("status") == "ok",
+           "SIGHUP: a stream of the old generation runs to its end (%s)" % last)
+    tap.ok(r is not None and not r.of("workflow_error"), "SIGHUP: no workflow_error in it")
+
 # max_requests: a worker is recycled after serving that many requests.
 with Stack(sim=False, processes=1, threads=2, conf={"max_requests": 3}) as s:
     pid0 = s.tandem_pids()
