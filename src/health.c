@@ -13,6 +13,7 @@
 
 #include "health.h"
 #include "http.h"
+#include "llm.h"
 #include "sse.h"
 
 #define PROBE_TIMEOUT_MS	2000
@@ -132,7 +133,7 @@ static int
 deep_checks(const struct conf *c, struct json_object *root)
 {
 	struct json_object	*checks = json_object_new_object(), *u;
-	char			 url[1200];
+	char			 url[1200], *models;
 	int			 all = 1, up, i;
 	long			 ms;
 
@@ -145,10 +146,12 @@ deep_checks(const struct conf *c, struct json_object *root)
 		json_object_array_add(u, check_json(url, up, ms));
 	}
 	json_object_object_add(checks, "unmute", u);
-	snprintf(url, sizeof(url), "%s/models", c->llm.base_url);
-	up = probe(url, c->llm.api_key, 0, &ms);
+	if ((models = llm_url(c->llm.base_url, "models")) == NULL)
+		return 0;
+	up = probe(models, c->llm.api_key, 0, &ms);
 	all &= up;
-	json_object_object_add(checks, "llm", check_json(url, up, ms));
+	json_object_object_add(checks, "llm", check_json(models, up, ms));
+	free(models);
 	json_object_object_add(root, "checks", checks);
 	return all;
 }

@@ -31,6 +31,14 @@ with Stack(conf={"max_streams": 64}, threads=32) as s:
     tap.ok(all(e["path"] in ("stream", "voice", "agent") for e in r.events), "paths are stream/voice/agent")
     tap.ok(isinstance(r.events[0]["ts"], int) and r.events[0]["ts"] > 1.7e12, "ts in epoch ms")
 
+    # Deep health against live upstreams (tandem-sim): ok, each check ok.
+    st, hd, body = s.request("GET", "/api/agent/health?deep=1")
+    h = json.loads(body)
+    tap.ok(st == 200 and h.get("status") == "ok" and h["checks"]["llm"]["ok"]
+           and all(u["ok"] for u in h["checks"]["unmute"]), "deep health ok with live upstreams", h)
+    tap.ok(h["checks"]["llm"]["url"].endswith("/v1/models")
+           and h["checks"]["unmute"][0]["url"].endswith("/v1/health"), "deep health probes /v1/models and /v1/health", h)
+
     # Forced route is reported in streaming_started.
     r = s.stream({"message": "x", "voice": False, "route": "patient"})
     tap.is_(r.events[0]["data"].get("route_forced"), "patient", "route_forced reported")
