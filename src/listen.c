@@ -63,10 +63,15 @@ set_owner(const char *path, const struct conf *c, char *err, size_t errsz)
 	gid_t		 gid = (gid_t)-1;
 	struct passwd	*pw;
 	struct group	*gr;
+	const char	*owner;
 
-	if (c->listen_owner != NULL) {
-		if ((pw = getpwnam(c->listen_owner)) == NULL) {
-			snprintf(err, errsz, "listen_owner: no user '%s'", c->listen_owner);
+	/* As php-fpm: the socket belongs to the user workers run as. */
+	owner = c->listen_owner;
+	if (owner == NULL && c->user != NULL && geteuid() == 0)
+		owner = c->user;
+	if (owner != NULL) {
+		if ((pw = getpwnam(owner)) == NULL) {
+			snprintf(err, errsz, "listen_owner: no user '%s'", owner);
 			return -1;
 		}
 		uid = pw->pw_uid;

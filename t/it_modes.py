@@ -2,6 +2,7 @@
 """The same binary in every mode of SPEC.md §5: own TCP socket (IPv4 and
 IPv6), inherited fd 0 under spawn-fcgi, and a plain CGI program."""
 import json
+import shutil
 import os
 import socket
 import subprocess
@@ -73,6 +74,7 @@ if os.geteuid() == 0:
                     if line.startswith("Uid:"):
                         uids.add(int(line.split()[1]))
             tap.ok(uids == {65534}, "master and workers run as nobody", uids)
+            tap.is_(os.stat(s.sock).st_uid, 65534, "the socket belongs to the user (no listen_owner)")
 else:
     tap.ok(True, "# SKIP not root")
 
@@ -91,6 +93,30 @@ p = subprocess.run([TANDEM, "-t", "-c", good], capture_output=True, text=True,
 tap.ok("processes = 5" in p.stdout, "environment wins over the file")
 p = subprocess.run([TANDEM, "-v"], capture_output=True, text=True)
 tap.ok(p.returncode == 0 and p.stdout.startswith("tandem "), "tandem -v")
+
+# systemd socket activation: the socket arrives as fd 3 (LISTEN_FDS).
+ssa = shutil.which("systemd-socket-activate")
+if ssa:
+    with Stack(sim=False, start=False) as s:
+        s.write_conf()
+        text = open(s.conf_path).read()
+        with open(s.conf_path, "w") as f:   # no listen: take the socket systemd passes
+            f.write("\n".join(l for l in text.splitlines() if not l.startswith("listen ")) + "\n")
+        p = subprocess.Popen([ssa, "-l", s.sock, TANDEM, "-c", s.conf_path], env=s.tandem_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        s.procs["tandem"] = p
+        for _ in range(100):
+            if os.path.exists(s.sock):
+                break
+            time.sleep(0.05)
+        os.chmod(s.sock, 0o666)
+        s.start_nginx()
+        r = s.stream({"message": "socket activated", "voice": False})
+        tap.ok(r.status == 200 and not check_framing(r), "stream under systemd socket activation", r.status)
+        tap.ok("systemd socket" in open(os.path.join(s.dir, "tandem.log")).read(), "systemd mode logged")
+        tap.is_(s.status().get("processes"), 2, "the pool runs on the passed socket")
+else:
+    tap.ok(True, "# SKIP systemd-socket-activate not installed")
 
 # spawn-fcgi: the socket arrives on fd 0.
 if os.path.exists(SPAWN_FCGI):
