@@ -300,6 +300,23 @@ http {
         except OSError:
             return False
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                       "runtime error:")
+
+    def sanitizer_reports(self):
+        """Sanitizer findings in the output of tandem and tandem-sim."""
+        found = []
+        for n in ("tandem.out", "tandem.log", "sim.log"):
+            try:
+                text = open(os.path.join(self.dir, n), errors="replace").read()
+            except OSError:
+                continue
+            for mark in self.SANITIZER_MARKS:
+                i = text.find(mark)
+                if i >= 0:
+                    found.append("%s: %s" % (n, text[max(0, i - 200):i + 1500]))
+        return found
+
     def stop(self):
         for name in ("nginx", "tandem", "sim"):
             p = self.procs.get(name)
@@ -310,6 +327,9 @@ http {
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        reports = self.sanitizer_reports()
+        if reports:
+            tap.ok(False, "no sanitizer report from tandem or tandem-sim", "\n".join(reports)[:6000])
         if not os.environ.get("TANDEM_TEST_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
 
