@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,15 +48,15 @@ struct oo_dec {
 };
 
 static uint32_t	 crc_table[256];
+static pthread_once_t	 crc_once = PTHREAD_ONCE_INIT;
 
+/* Fill the table once: voice threads of several streams share it. */
 static void
-crc_init(void)
+crc_fill(void)
 {
 	uint32_t r;
 	int i, j;
 
-	if (crc_table[1] != 0)
-		return;
 	for (i = 0; i < 256; i++) {
 		r = (uint32_t)i << 24;
 		for (j = 0; j < 8; j++)
@@ -67,7 +68,7 @@ crc_init(void)
 static uint32_t
 crc_update(uint32_t crc, const unsigned char *p, size_t n)
 {
-	crc_init();
+	pthread_once(&crc_once, crc_fill);
 	while (n-- > 0)
 		crc = (crc << 8) ^ crc_table[((crc >> 24) ^ *p++) & 0xff];
 	return crc;

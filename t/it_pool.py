@@ -97,6 +97,8 @@ with Stack(sim=False, processes=2, threads=4) as s:
         c, r = s.open_stream({"message": "doomed %d" % i, "voice": True})
         r.read1(100)
         held.append(c)
+    # The voice threads take their Unmute slots just after streaming_started.
+    wait(lambda: sum(s.status()["unmute_sessions"]) == 3, 5)
     st = s.status()
     tap.ok(st["active_streams"] == 3 and sum(st["unmute_sessions"]) == 3,
            "3 streams with Unmute sessions in flight", (st["active_streams"], st["unmute_sessions"]))
