@@ -25,6 +25,7 @@
 #include "job.h"
 #include "log.h"
 #include "oggopus.h"
+#include "pace.h"
 #include "scoreboard.h"
 #include "uevents.h"
 #include "unmute.h"
@@ -54,8 +55,7 @@ struct vsess {
 	int		 follow;	/* the follow-up session */
 	struct oo_enc	*enc;
 	int		 streaming;	/* sending silence */
-	long long	 audio_t0;	/* when sent audio time 0 was */
-	long		 sent_ms;
+	struct pace	 pace;		/* the silence stream's clock */
 	int		 updated;	/* session.update sent */
 	int		 leaving;	/* we closed it on purpose */
 	int		 released;
@@ -239,7 +239,7 @@ start_session(struct voice *v, struct vsess *s, const char *text)
 	}
 	s->updated = 1;
 	s->streaming = 1;
-	s->audio_t0 = mono_ms() - s->sent_ms;
+	pace_start(&s->pace, mono_ms());
 	v->turn_deadline = mono_ms() + cf->unmute.turn_timeout_ms;
 	v->last_event = mono_ms();
 }
@@ -499,8 +499,7 @@ pace(struct voice *v, struct vsess *s, long long now)
 		fail(v, "internal", "Cannot start the Opus encoder");
 		return;
 	}
-	while (s->sent_ms < now - s->audio_t0 + LEAD_MS &&
-	    um_queued(s->c) < MAX_QUEUED) {
+	while (pace_due(&s->pace, now, LEAD_MS) && um_queued(s->c) < MAX_QUEUED) {
 		ogg = NULL;
 		ogglen = 0;
 		/* The first append begins with the BOS OpusHead page. */
@@ -521,11 +520,10 @@ pace(struct voice *v, struct vsess *s, long long now)
 			return;
 		}
 		free(msg);
-		s->sent_ms += APPEND_MS;
+		pace_sent(&s->pace, APPEND_MS);
 	}
 	/* A socket that cannot keep up does not make us burst later. */
-	if (s->sent_ms < now - s->audio_t0)
-		s->audio_t0 = now - s->sent_ms;
+	pace_no_burst(&s->pace, now);
 }
 
 /* Look at the agent's answer without blocking. */
