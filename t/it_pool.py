@@ -239,6 +239,8 @@ other.stop()
 # are restarted with a growing delay, not in a fork loop; once the cause
 # is gone, the pool starts again.
 s = Stack(sim=False, processes=2, threads=2, start=False)
+# Under AddressSanitizer the starved workers die reserving shadow memory.
+s.sanitizer_expected = ["ReserveShadowMemoryRange", "failed to allocate"]
 s.write_conf()
 STACK = 1 << 30
 
