@@ -692,6 +692,29 @@ dump_redacted(const char *v, FILE *out)
 	}
 }
 
+/* Return 1 when v starts with a URL scheme ("ws://", "https://"). */
+static int
+has_scheme(const char *v)
+{
+	size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyz");
+
+	return n > 0 && strncmp(v + n, "://", 3) == 0;
+}
+
+/* A string value: long texts by their length, URLs without credentials. */
+static void
+dump_string(const char *v, FILE *out)
+{
+	if (v == NULL)
+		return;
+	if (strchr(v, '\n') != NULL || *v == ' ')
+		fprintf(out, "\"(%zu characters)\"", strlen(v));
+	else if (has_scheme(v))
+		dump_redacted(v, out);	/* a URL (list) */
+	else
+		fprintf(out, "%s", v);
+}
+
 static void
 dump_value(const struct conf *cc, const struct conf_row *r, FILE *out)
 {
@@ -702,16 +725,7 @@ dump_value(const struct conf *cc, const struct conf_row *r, FILE *out)
 	switch (r->type) {
 	case CT_STR:
 	case CT_SECRET_FILE:
-		if (*(char **)f == NULL)
-			break;
-		if (strchr(*(char **)f, '\n') != NULL || **(char **)f == ' ')
-			fprintf(out, "\"(%zu characters)\"", strlen(*(char **)f));
-		else if (strspn(*(char **)f, "abcdefghijklmnopqrstuvwxyz") > 0 &&
-		    strncmp(*(char **)f + strspn(*(char **)f,
-		    "abcdefghijklmnopqrstuvwxyz"), "://", 3) == 0)
-			dump_redacted(*(char **)f, out);	/* a URL (list) */
-		else
-			fprintf(out, "%s", *(char **)f);
+		dump_string(*(char **)f, out);
 		break;
 	case CT_INT:
 	case CT_BOOL:
