@@ -109,6 +109,15 @@ log_open(const char *target, enum log_level level, const char *format)
 	return 0;
 }
 
+/* Hand a file target to the workers' user. Return 0 or -1. */
+int
+log_chown(uid_t uid, gid_t gid)
+{
+	if (lg.path[0] == '\0')
+		return 0;
+	return fchown(lg.fd, uid, gid);
+}
+
 /* Reopen a file target after rotation (SIGUSR1). Return 0 or -1. */
 int
 log_reopen(void)

@@ -6,11 +6,14 @@
 #ifndef TANDEM_LOG_H
 #define TANDEM_LOG_H
 
+#include <sys/types.h>
+
 #include "conf.h"
 
 /* target: "stderr", "syslog" or a file path. Return 0 or -1. */
 int	 log_open(const char *target, enum log_level, const char *format);
 int	 log_reopen(void);	/* SIGUSR1 */
+int	 log_chown(uid_t, gid_t);	/* a file target, for the workers */
 void	 log_set_level(enum log_level);
 int	 log_enabled(enum log_level);
 void	 log_msg(enum log_level, const char *fmt, ...)

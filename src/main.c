@@ -9,8 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +26,7 @@
 #include "listen.h"
 #include "log.h"
 #include "pm.h"
+#include "privs.h"
 #include "scoreboard.h"
 #include "worker.h"
 
@@ -57,36 +56,6 @@ is_cgi(void)
 
 	return getenv("GATEWAY_INTERFACE") != NULL &&
 	    (fstat(0, &st) == -1 || !S_ISSOCK(st.st_mode));
-}
-
-/* Drop root for the configured user (after binding). Return 0 or -1. */
-static int
-drop_privileges(const struct conf *c)
-{
-	struct passwd	*pw;
-	struct group	*gr;
-	gid_t		 gid;
-
-	if (c->user == NULL || geteuid() != 0)
-		return 0;
-	if ((pw = getpwnam(c->user)) == NULL) {
-		log_err("user: no user '%s'", c->user);
-		return -1;
-	}
-	gid = pw->pw_gid;
-	if (c->group != NULL) {
-		if ((gr = getgrnam(c->group)) == NULL) {
-			log_err("group: no group '%s'", c->group);
-			return -1;
-		}
-		gid = gr->gr_gid;
-	}
-	if (setgroups(1, &gid) == -1 || setgid(gid) == -1 ||
-	    setuid(pw->pw_uid) == -1) {
-		log_err("dropping privileges to %s: %s", c->user, strerror(errno));
-		return -1;
-	}
-	return 0;
 }
 
 static int
@@ -197,7 +166,7 @@ main(int argc, char *argv[])
 		sb_slot = 0;
 		atomic_store(&sb->rows[0].pid, (int)getpid());
 		log_info("serving on the inherited socket (fd 0)");
-		rc = drop_privileges(&conf) == -1 ? 1 : worker_run(&conf, 0);
+		rc = privs_drop(&conf) == -1 ? 1 : worker_run(&conf, 0);
 		conf_free(&conf);
 		return rc;
 	}
@@ -211,7 +180,8 @@ main(int argc, char *argv[])
 	listen_describe(fd, where, sizeof(where));
 	log_notice("tandem %s listening on %s", PACKAGE_VERSION, where);
 	/* The pid file goes where root may write (/run), before the drop. */
-	if (write_pid_file(conf.pid_file) == -1 || drop_privileges(&conf) == -1)
+	/* The master keeps root; workers drop it after fork (pm.c). */
+	if (write_pid_file(conf.pid_file) == -1 || privs_give_log(&conf) == -1)
 		return 1;
 	rc = pm_run(&conf, path, fd);
 	if (conf.pid_file != NULL)

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "pm.h"
+#include "privs.h"
 #include "scoreboard.h"
 #include "sse.h"
 #include "worker.h"
@@ -116,7 +117,10 @@ spawn(struct pool *p)
 		sb_slot = slot;
 		atomic_store(&sb->rows[slot].pid, (int)getpid());
 		atomic_store(&sb->rows[slot].started_ms, mono_ms());
-		/* A worker must not outlive its master. */
+		if (privs_drop(p->conf) == -1)
+			_exit(1);
+		/* A worker must not outlive its master (set after setuid,
+		 * which clears it). */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() == 1)
 			_exit(0);
@@ -334,6 +338,7 @@ reload(struct pool *p)
 	    (next.listen && strcmp(next.listen, p->conf->listen) != 0))
 		log_warn("reload: a new listen address needs a restart; keeping the socket");
 	log_open(next.log, next.log_level, next.log_format);
+	privs_give_log(&next);
 	/* Workers of the old generation keep their copy of the old config. */
 	conf_free(p->conf);
 	*p->conf = next;
@@ -369,6 +374,7 @@ handle_signal(struct pool *p, int sig)
 		break;
 	case SIGUSR1:
 		log_reopen();
+		privs_give_log(p->conf);
 		signal_workers(p, SIGUSR1);
 		break;
 	}

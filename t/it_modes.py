@@ -3,6 +3,7 @@
 IPv6), inherited fd 0 under spawn-fcgi, and a plain CGI program."""
 import json
 import shutil
+import signal
 import os
 import socket
 import subprocess
@@ -49,11 +50,22 @@ p = subprocess.run([TANDEM, "-c", "/dev/null"], env=dict(os.environ, TANDEM_LIST
 tap.ok(p.returncode == 1 and "bind" in p.stderr, "an address in use is a clear error", p.stderr)
 busy.close()
 
-# Started as root with user = nobody: the pid file is written (in a
-# directory only root may write to) before privileges are dropped.
+# Started as root with user = nobody, as php-fpm: the master keeps root
+# (pid file, root-only secrets on reload, log reopen), workers drop it.
+def uid_of(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+
+
 if os.geteuid() == 0:
     with Stack(sim=False, conf={"user": "nobody", "pid_file": None}, start=False) as s:
         s.conf["pid_file"] = os.path.join(s.dir, "tandem.pid")
+        token = os.path.join(s.dir, "token")
+        with open(token, "w") as f:
+            f.write("root-only-token\n")
+        os.chmod(token, 0o600)
+        s.conf["auth_token_file"] = token
         s.write_conf()
         try:
             s.start_tandem()
@@ -65,16 +77,36 @@ if os.geteuid() == 0:
                "root with user = nobody: pid file written, master running")
         if started:
             s.start_nginx()
-            r = s.stream({"message": "as nobody", "voice": False})
+            auth = {"Authorization": "Bearer root-only-token"}
+            r = s.stream({"message": "as nobody", "voice": False}, headers=auth)
             tap.ok(r.status == 200 and not check_framing(r), "root with user = nobody: streams served")
-            st = s.status()
-            uids = set()
-            for pid in [s.procs["tandem"].pid] + [p["pid"] for p in s.json("/api/agent/status?full")["processes_detail"]]:
-                for line in open("/proc/%d/status" % pid):
-                    if line.startswith("Uid:"):
-                        uids.add(int(line.split()[1]))
-            tap.ok(uids == {65534}, "master and workers run as nobody", uids)
+            workers = [p["pid"] for p in s.json("/api/agent/status?full")["processes_detail"]]
+            tap.is_(uid_of(s.procs["tandem"].pid), 0, "the master keeps root")
+            tap.ok(workers and all(uid_of(w) == 65534 for w in workers), "workers run as nobody",
+                   [uid_of(w) for w in workers])
             tap.is_(os.stat(s.sock).st_uid, 65534, "the socket belongs to the user (no listen_owner)")
+            # SIGHUP re-reads the root-only token file: the reload takes.
+            with open(token, "w") as f:
+                f.write("rotated-token\n")
+            s.procs["tandem"].send_signal(signal.SIGHUP)
+            ok = False
+            for _ in range(100):
+                if s.request("GET", "/api/agent/health")[0] == 200 and s.stream(
+                        {"message": "x", "voice": False},
+                        headers={"Authorization": "Bearer rotated-token"}).status == 200:
+                    ok = True
+                    break
+                time.sleep(0.1)
+            tap.ok(ok, "SIGHUP as a root master: a root-only secret is re-read")
+            # SIGUSR1: the new log file is the workers' to write.
+            logp = os.path.join(s.dir, "tandem.log")
+            os.rename(logp, logp + ".1")
+            s.procs["tandem"].send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
+            s.request("GET", "/api/agent/health")
+            time.sleep(0.3)
+            tap.ok(os.path.exists(logp) and "GET /api/agent/health" in open(logp).read(),
+                   "SIGUSR1: workers as nobody write to the reopened log")
 else:
     tap.ok(True, "# SKIP not root")
 
