@@ -12,26 +12,12 @@ import subprocess
 import sys
 import time
 
+from tandemtest import tap
+
 SIM = os.environ.get("TANDEM_SIM", "./tandem-sim")
 SLOW = float(os.environ.get("TANDEM_TEST_SLOW", "1"))
-n = 0
-failed = 0
-
-
-def ok(cond, name, diag=None):
-    global n, failed
-    n += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n, name), flush=True)
-    if not cond:
-        failed += 1
-        if diag is not None:
-            for line in str(diag).splitlines()[:20]:
-                print("#   " + line, flush=True)
-    return cond
-
-
-def is_(got, want, name):
-    return ok(got == want, name, "got %r\nwant %r" % (got, want))
+ok = tap.ok
+is_ = tap.is_
 
 
 def start(*extra):
@@ -165,8 +151,7 @@ def stats(port):
 
 def main():
     if not os.path.exists(SIM):
-        print("1..0 # SKIP no tandem-sim at %s" % SIM)
-        return 0
+        tap.skip_all("no tandem-sim at %s" % SIM)
     p, line = start()
     try:
         return run(p, line)
@@ -178,7 +163,6 @@ def main():
             p.kill()
             rc = None
         is_(rc, 0, "exits 0 on SIGTERM")
-        print("1..%d" % n)
 
 
 def run(p, line):
@@ -448,4 +432,4 @@ def run(p, line):
 
 if __name__ == "__main__":
     main()
-    sys.exit(1 if failed else 0)
+    tap.done()

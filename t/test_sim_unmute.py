@@ -19,30 +19,16 @@ import tempfile
 import threading
 import time
 
+from tandemtest import tap
+
 SRCDIR = os.environ.get("SRCDIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TANDEM_SIM = os.environ.get("TANDEM_SIM", "./tandem-sim")
 OPUSDEC = os.environ.get("OPUSDEC") or shutil.which("opusdec") or ""
 SILENCE = os.path.join(SRCDIR, "t", "data", "silence-24k.ogg")
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-n_tests = 0
-n_failed = 0
-
-
-def ok(cond, name, diag=None):
-    global n_tests, n_failed
-    n_tests += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n_tests, name), flush=True)
-    if not cond:
-        n_failed += 1
-        if diag is not None:
-            for line in str(diag).splitlines()[:30]:
-                print("#   " + line, flush=True)
-    return cond
-
-
-def is_(got, want, name):
-    return ok(got == want, name, "got %r, want %r" % (got, want))
+ok = tap.ok
+is_ = tap.is_
 
 
 # --- Ogg pages ---
@@ -667,8 +653,7 @@ def test_session_markers(port):
 
 def main():
     if not os.path.exists(TANDEM_SIM):
-        print("1..0 # SKIP no tandem-sim at %s" % TANDEM_SIM)
-        return 0
+        tap.skip_all("no tandem-sim at %s" % TANDEM_SIM)
     p = subprocess.Popen([TANDEM_SIM, "--unmute-port", "0", "--speed", "4"],
                          stdout=subprocess.PIPE, text=True)
     try:
@@ -678,7 +663,6 @@ def main():
             if w.startswith("unmute="):
                 port = int(w.rsplit(":", 1)[1])
         if not ok(line.startswith("tandem-sim ready") and port, "tandem-sim ready", line):
-            print("1..%d" % n_tests)
             return 1
         test_http(port)
         test_handshake_and_errors(port)
@@ -692,9 +676,9 @@ def main():
             p.wait(5)
         except subprocess.TimeoutExpired:
             p.kill()
-    print("1..%d" % n_tests)
-    return 1 if n_failed else 0
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    tap.done()
