@@ -235,21 +235,18 @@ fhir_patient(const struct conf *conf, const char *id, const atomic_int *stop,
 	struct json_tokener	*tok;
 	struct json_object	*res = NULL;
 	enum terr		 err;
-	char			*eid, *url = NULL;
+	char			*url;
 	size_t			 blen;
 
 	*patient = NULL;
 	blen = strlen(conf->fhir.base_url);
 	while (blen > 0 && conf->fhir.base_url[blen - 1] == '/')
 		blen--;
-	if ((eid = curl_easy_escape(NULL, id, 0)) == NULL ||
-	    asprintf(&url, "%.*s/Patient/%s", (int)blen, conf->fhir.base_url,
-	    eid) == -1) {
-		curl_free(eid);
+	if ((url = upstream_url(conf->fhir.base_url, blen, "/Patient/", id,
+	    "")) == NULL) {
 		snprintf(msg, msgsz, "patient service: out of memory");
 		return TERR_INTERNAL;
 	}
-	curl_free(eid);
 	err = upstream_get(url, "application/fhir+json", conf->fhir.timeout_ms,
 	    FHIR_BODY_MAX, stop, &r, "patient service", msg, msgsz);
 	free(url);

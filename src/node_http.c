@@ -160,3 +160,17 @@ upstream_reply_free(struct upstream_reply *r)
 	r->body = NULL;
 	r->len = 0;
 }
+
+char *
+upstream_url(const char *base, size_t blen, const char *sep, const char *value,
+    const char *suffix)
+{
+	char	*esc, *url;
+
+	if ((esc = curl_easy_escape(NULL, value, 0)) == NULL)
+		return NULL;
+	if (asprintf(&url, "%.*s%s%s%s", (int)blen, base, sep, esc, suffix) == -1)
+		url = NULL;
+	curl_free(esc);
+	return url;
+}

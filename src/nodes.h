@@ -28,5 +28,11 @@ enum terr	 upstream_get(const char *url, const char *accept, long timeout_ms,
 		    size_t max_body, const atomic_int *stop, struct upstream_reply *r,
 		    const char *what, char *msg, size_t msgsz);
 void		 upstream_reply_free(struct upstream_reply *);
+/*
+ * base (its first blen bytes) + sep + value URL-escaped + suffix, as a
+ * malloc'd string; NULL when out of memory.
+ */
+char		*upstream_url(const char *base, size_t blen, const char *sep,
+		    const char *value, const char *suffix);
 
 #endif

@@ -90,17 +90,15 @@ search_query(const struct conf *conf, const char *q, const atomic_int *stop,
 {
 	struct upstream_reply	 r;
 	enum terr		 err;
-	char			*eq, *url = NULL;
+	char			*url;
 
 	*results = NULL;
-	if ((eq = curl_easy_escape(NULL, q, 0)) == NULL ||
-	    asprintf(&url, "%s%cq=%s&format=json", conf->search.url,
-	    strchr(conf->search.url, '?') != NULL ? '&' : '?', eq) == -1) {
-		curl_free(eq);
+	if ((url = upstream_url(conf->search.url, strlen(conf->search.url),
+	    strchr(conf->search.url, '?') != NULL ? "&q=" : "?q=", q,
+	    "&format=json")) == NULL) {
 		snprintf(msg, msgsz, "search service: out of memory");
 		return TERR_INTERNAL;
 	}
-	curl_free(eq);
 	err = upstream_get(url, "application/json", conf->search.timeout_ms,
 	    SEARCH_BODY_MAX, stop, &r, "search service", msg, msgsz);
 	free(url);
