@@ -18,6 +18,8 @@
 #define SUPERVISE_TICK_MS	50
 /* How long stopped paths get to say their last words before stream_complete. */
 #define STOP_GRACE_MS		1000
+/* A stopped path still running after this long is logged. */
+#define PATH_JOIN_WARN_S	10
 
 atomic_int	 job_draining;
 atomic_llong	 job_drain_deadline_ms;
@@ -107,6 +109,27 @@ path_start(struct path_thread *pt, void *(*fn)(void *), struct job *job)
 	if (!pt->started)
 		atomic_store(&pt->done, 1);
 	return pt->started ? 0 : -1;
+}
+
+/*
+ * Join a path. Both check stop at least every 100 ms, so one that is
+ * still running long after the stream ended is a bug worth a log line;
+ * the acceptor still waits for it, as the path borrows the job's state.
+ */
+static void
+join_path(struct path_thread *pt, const char *name, const char *request_id)
+{
+	struct timespec	 ts;
+
+	if (!pt->started)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += PATH_JOIN_WARN_S;
+	if (pthread_timedjoin_np(pt->tid, NULL, &ts) == 0)
+		return;
+	log_err("%s: the %s path ignores stop; its thread is still waited for",
+	    request_id, name);
+	pthread_join(pt->tid, NULL);
 }
 
 static int
@@ -285,10 +308,8 @@ job_run(const struct conf *conf, struct conn *conn, struct req *req,
 	why = atomic_load(&j.stop);
 	/* Paths that outlive the grace only find a closed stream. */
 	stop_paths(&j, JOB_STOP_GONE);
-	if (agent.started)
-		pthread_join(agent.tid, NULL);
-	if (voice.started)
-		pthread_join(voice.tid, NULL);
+	join_path(&agent, "agent", request_id);
+	join_path(&voice, "voice", request_id);
 
 	out->client_gone = sse_gone(&sse) || why == JOB_STOP_GONE;
 	out->elapsed_ms = mono_ms() - j.started_ms;

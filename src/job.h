@@ -47,8 +47,9 @@ struct job {
 	pthread_cond_t		 cv;
 	enum answer_state	 answer_state;
 	char			*answer;
-	enum path_result	 voice_result;
-	enum path_result	 agent_result;
+	/* written by the paths, read by the supervisor: atomic */
+	_Atomic enum path_result voice_result;
+	_Atomic enum path_result agent_result;
 };
 
 /* Agent path: publish the answer to speak (NULL: nothing to speak). */
