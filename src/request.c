@@ -47,6 +47,14 @@ bad(char *field, size_t sz, const char *name, enum terr e)
 	return e;
 }
 
+/* Return 1 with *v when root has the member and it is not null. */
+static int
+member(struct json_object *root, const char *name, struct json_object **v)
+{
+	return json_object_object_get_ex(root, name, v) &&
+	    !json_object_is_type(*v, json_type_null);
+}
+
 static int
 valid_string(struct json_object *o)
 {
@@ -74,8 +82,7 @@ check_message(struct req *r, struct json_object *root, char *f, size_t fsz)
 	struct json_object	*m;
 	size_t			 n;
 
-	if (!json_object_object_get_ex(root, "message", &m) ||
-	    json_object_is_type(m, json_type_null))
+	if (!member(root, "message", &m))
 		return bad(f, fsz, "message", TERR_MISSING_MESSAGE);
 	if (!valid_string(m))
 		return bad(f, fsz, "message", TERR_INVALID_FIELD);
@@ -98,8 +105,7 @@ check_session_id(struct req *r, struct json_object *root, char *f, size_t fsz)
 	const char		*p;
 	size_t			 n, i;
 
-	if (!json_object_object_get_ex(root, "session_id", &s) ||
-	    json_object_is_type(s, json_type_null))
+	if (!member(root, "session_id", &s))
 		return TERR_OK;
 	if (!json_object_is_type(s, json_type_string))
 		return bad(f, fsz, "session_id", TERR_INVALID_FIELD);
@@ -122,8 +128,7 @@ check_history(struct req *r, struct json_object *root, char *f, size_t fsz)
 	size_t			 i, n;
 	const char		*rs;
 
-	if (!json_object_object_get_ex(root, "history", &h) ||
-	    json_object_is_type(h, json_type_null))
+	if (!member(root, "history", &h))
 		return TERR_OK;
 	if (!json_object_is_type(h, json_type_array))
 		return bad(f, fsz, "history", TERR_INVALID_FIELD);
@@ -154,8 +159,7 @@ check_memory(struct req *r, struct json_object *root, char *f, size_t fsz)
 	struct json_object	*m;
 	int			 n = 0;
 
-	if (!json_object_object_get_ex(root, "memory", &m) ||
-	    json_object_is_type(m, json_type_null))
+	if (!member(root, "memory", &m))
 		return TERR_OK;
 	if (!json_object_is_type(m, json_type_object))
 		return bad(f, fsz, "memory", TERR_INVALID_FIELD);
@@ -201,8 +205,7 @@ check_patient(struct req *r, struct json_object *root, char *f, size_t fsz)
 	struct json_object	*p, *v;
 	size_t			 i;
 
-	if (!json_object_object_get_ex(root, "patient", &p) ||
-	    json_object_is_type(p, json_type_null))
+	if (!member(root, "patient", &p))
 		return TERR_OK;
 	if (!json_object_is_type(p, json_type_object))
 		return bad(f, fsz, "patient", TERR_INVALID_FIELD);
@@ -226,15 +229,13 @@ check_flags(struct req *r, struct json_object *root, char *f, size_t fsz)
 	struct json_object *v;
 
 	r->voice = 1;
-	if (json_object_object_get_ex(root, "voice", &v) &&
-	    !json_object_is_type(v, json_type_null)) {
+	if (member(root, "voice", &v)) {
 		if (!json_object_is_type(v, json_type_boolean))
 			return bad(f, fsz, "voice", TERR_INVALID_FIELD);
 		r->voice = json_object_get_boolean(v);
 	}
 	r->route = ROUTE_NONE;
-	if (json_object_object_get_ex(root, "route", &v) &&
-	    !json_object_is_type(v, json_type_null)) {
+	if (member(root, "route", &v)) {
 		if (!json_object_is_type(v, json_type_string) ||
 		    (r->route = route_lookup(json_object_get_string(v))) == ROUTE_NONE)
 			return bad(f, fsz, "route", TERR_INVALID_FIELD);
